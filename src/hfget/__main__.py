@@ -1,0 +1,3 @@
+from hfget.cli import main
+
+main()

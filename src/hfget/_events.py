@@ -1,0 +1,85 @@
+"""What the engine tells the outside world: past-tense events, and the sink protocol that receives them.
+
+The engine never prints. It calls `sink.handle(event)` for each event below and `sink.advance(path, n)` for
+every block of bytes received (a hot path: a plain call, no object). The terminal renderer, the plain log
+for CI and the quiet mode are sinks (cli/_render.py); a script may pass its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionResolved:
+    repo: str
+    revision: str
+    commit: str
+    endpoint: str | None  # None when the commit came from the cache, with no request
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlanned:
+    files_total: int
+    bytes_total: int
+    files_to_fetch: int
+    bytes_to_fetch: int  # bytes not yet on disk, partial files counted as far as they go
+    bytes_on_disk: int  # of the files to fetch, already in partial files
+
+
+@dataclass(frozen=True, slots=True)
+class FileStarted:
+    path: str
+    size: int
+    resumed_from: int  # bytes already on disk, not fetched again
+
+
+@dataclass(frozen=True, slots=True)
+class FileRetried:
+    path: str
+    reason: str
+    discarded: int = 0  # bytes thrown away (on a hash mismatch: the whole partial)
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    path: str
+    size: int
+    fetched: int  # bytes this run received for it
+
+
+@dataclass(frozen=True, slots=True)
+class FileFailed:
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFinished:
+    path: Path
+    commit: str
+    files_fetched: int
+    bytes_fetched: int
+    seconds: float
+    failed: int
+
+
+Event = RevisionResolved | DownloadPlanned | FileStarted | FileRetried | FileDone | FileFailed | DownloadFinished
+
+
+class Sink(Protocol):
+    def handle(self, event: Event) -> None: ...
+
+    def advance(self, path: str, nbytes: int) -> None: ...
+
+
+class NullSink:
+    """Receives everything, shows nothing (the default for the Python API)."""
+
+    def handle(self, event: Event) -> None:
+        pass
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass

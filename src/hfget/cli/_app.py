@@ -1,0 +1,157 @@
+"""The Typer app: `hfget REPO [FILES...]` (the `download` command, also the default), errors mapped to exit codes.
+
+Errors are turned into one stderr line and an exit code here and nowhere else; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from .._errors import ExitCode, HfgetError, InterruptedError_
+from .._version import __version__
+
+EPILOG = """\
+Examples:
+
+  hfget Duffy/Llama-820m --mirror hf-mirror.com
+
+  hfget datasets/org/name -I '*.parquet' --local-dir ./data
+
+  MODEL=$(hfget org/name -q -r v1.0)
+
+Exit codes: 0 ok, 1 some files failed, 2 usage, 3 not found, 4 authentication, 5 network, 6 storage,
+130 interrupted.
+"""
+
+
+class _DownloadByDefault(TyperGroup):
+    """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            if not args[0].startswith("--install-completion") and not args[0].startswith("--show-completion"):
+                args = ["download", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DownloadByDefault,
+    name="hfget",
+    help="Download Hugging Face Hub repos fast, through mirrors, resumable and verified.",
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"hfget {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    pass
+
+
+@app.command(epilog=EPILOG, no_args_is_help=True)
+def download(
+    repo: Annotated[str, typer.Argument(help="org/name, datasets/org/name, spaces/org/name, or a page URL.")],
+    files: Annotated[Optional[list[str]], typer.Argument(help="Only these paths (a folder ends with /).")] = None,
+    repo_type: Annotated[Optional[str], typer.Option("--repo-type", help="model, dataset or space.")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", "-r",
+                                                    help="Branch, tag, commit or refs/pr/N [default: main].")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", "-I",
+                                                         help="Glob of files to get (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", "-X",
+                                                         help="Glob of files to skip (repeatable).")] = None,
+    mirror: Annotated[Optional[list[str]], typer.Option("--mirror", "-m",
+                                                        help="Mirror host or URL, e.g. hf-mirror.com.")] = None,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Hub URL [default: HF_ENDPOINT, "
+                                                    "else https://huggingface.co].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="HF cache folder [default: "
+                                                      "HF_HUB_CACHE, else $HF_HOME/hub].")] = None,
+    local_dir: Annotated[Optional[Path], typer.Option("--local-dir", help="Plain files in this folder "
+                                                      "instead of the cache.")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", help="Hub token [default: HF_TOKEN, else the "
+                                                 "saved login]. Sent to the endpoint only.", show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 8,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Download a repo (or some of its files) into the HF cache or a folder; print where it is."""
+    from .. import _engine
+
+    sink = _make_sink(quiet)
+    with _errors_to_exit_codes(debug, sink):
+        path = _engine.download(
+            repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
+            include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
+            token=token, jobs=jobs, sink=sink,
+        )
+    print(path)
+
+
+def _make_sink(quiet: bool):
+    from ._render import PlainSink, QuietSink, TerminalSink
+
+    if quiet:
+        return QuietSink()
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") or not sys.stderr.isatty():
+        return PlainSink()
+    return TerminalSink()
+
+
+class _errors_to_exit_codes:
+    """One line on stderr and a documented exit code for every error; a traceback only with --debug."""
+
+    def __init__(self, debug: bool, sink) -> None:
+        self.debug = debug
+        self.sink = sink
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind, error, tb) -> bool:
+        if error is None:
+            return False
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
+        if isinstance(error, KeyboardInterrupt):
+            error = InterruptedError_()
+        if not isinstance(error, HfgetError):
+            if isinstance(error, (typer.Exit, typer.Abort, SystemExit)):
+                return False
+            if self.debug:
+                return False
+            print(f"hfget: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
+                  file=sys.stderr)
+            raise typer.Exit(ExitCode.FAILED)
+        if self.debug:
+            import traceback
+
+            traceback.print_exception(error, file=sys.stderr)
+        hint = f" {error.hint}" if error.hint else ""
+        print(f"hfget: {error.message}{hint}", file=sys.stderr)
+        raise typer.Exit(error.exit_code)
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("hfget: Interrupted.", file=sys.stderr)
+        sys.exit(ExitCode.INTERRUPTED)

@@ -1,0 +1,607 @@
+"""A faithful Hugging Face Hub for tests: real HTTP on 127.0.0.1, a Hub origin and a CDN origin.
+
+It implements the download side of ../shared/hub-protocol.md, closely enough that huggingface_hub's own
+`snapshot_download` accepts it (tests/test_hub_server.py shows that):
+
+- `GET /api/{models,datasets,spaces}/{repo}/revision/{rev}[?blobs=true]`  revision info, `sha` = the commit
+- `GET /api/{type}s/{repo}/tree/{rev}[/{path}]?recursive=..`           the tree, paginated by `page_size`
+  with a `Link: <...>; rel="next"` header; `link_base` names the host in that link (hf-mirror leaves
+  huggingface.co there, and a test can ask for the same)
+- `GET /api/{type}s/{repo}/refs`                                        branches and tags
+- `HEAD|GET /{prefix}{repo}/resolve/{rev}/{path}`                       regular files: 200 with `ETag` (git blob
+  sha1), `X-Repo-Commit`, Range support (206/416); LFS files: 302 to the CDN origin with `X-Linked-Etag`
+  (sha256) and `X-Linked-Size`
+- the CDN origin serves LFS bodies at signed URLs, with Range support; it never needs a token
+- errors as §4: EntryNotFound, RevisionNotFound, RepoNotFound (401 anonymous / 404 signed in), GatedRepo
+  (401 anonymous / 403 signed in without access), invalid token 401
+
+Repos are built by the test from bytes or files on disk (`Hub.create_repo`, `Hub.commit`, `Hub.tag`,
+`Hub.open_pr`). Every request served is appended to `Hub.log` (origin, method, path, Range, whether an
+Authorization header came, status), so tests assert on traffic. Knobs a test may set at any time:
+`rate` (bytes/s per response body, to slow a transfer down) and `corrupt` (path -> number of bodies of that
+file to serve with one byte flipped).
+
+Bodies go out with `socket.sendfile` when no knob is in the way, so the server is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import re
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+LFS_PATTERNS = (".bin", ".safetensors", ".gguf", ".parquet", ".pt", ".h5", ".onnx")
+_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+@dataclass(frozen=True)
+class Blob:
+    """One file's content, stored on disk under the hub's root."""
+
+    disk_path: Path
+    size: int
+    sha1: str  # git blob sha1 of the content
+    sha256: str
+    lfs: bool
+
+    @property
+    def pointer_oid(self) -> str:
+        """The git blob sha1 of the LFS pointer file (what the tree calls `oid` for an LFS file)."""
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n"
+        return git_blob_sha1(pointer.encode())
+
+    @property
+    def etag(self) -> str:
+        return self.sha256 if self.lfs else self.sha1
+
+
+@dataclass
+class Repo:
+    repo_type: str
+    repo_id: str
+    commits: dict[str, dict[str, Blob]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # branch, tag or refs/pr/N -> commit
+    tags: set[str] = field(default_factory=set)
+    private: bool = False
+    gated: bool = False
+    granted_tokens: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request as the server saw it."""
+
+    origin: str  # "hub" or "cdn"
+    method: str
+    path: str  # percent-decoded path, without the query
+    range: str | None
+    authorized: bool  # an Authorization header was present
+    status: int
+
+
+def git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _hash_file(path: Path) -> tuple[int, str, str]:
+    size = path.stat().st_size
+    sha1 = hashlib.sha1(b"blob %d\0" % size)
+    sha256 = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha1.update(chunk)
+            sha256.update(chunk)
+    return size, sha1.hexdigest(), sha256.hexdigest()
+
+
+class Hub:
+    """The test Hub: `start()` it, build repos, point a client at `hub.url`, read `hub.log`."""
+
+    def __init__(self, root: Path, *, page_size: int = 1000, link_base: str | None = None) -> None:
+        self.root = Path(root)
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        self.page_size = page_size
+        self.link_base = link_base
+        self.resolve_cache_redirect = False  # answer regular files with a relative 307, as huggingface.co does
+        self.rate: float | None = None  # bytes per second per response body
+        self.corrupt: dict[str, int] = {}  # repo path -> bodies still to corrupt
+        self.tokens: set[str] = set()  # valid tokens
+        self.repos: dict[tuple[str, str], Repo] = {}
+        self.log: list[Served] = []
+        self._lock = threading.Lock()
+        self._secret = os.urandom(16)
+        self._servers: list[_Server] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> Hub:
+        self._hub_server = _Server(self, "hub")
+        self._cdn_server = _Server(self, "cdn")
+        self._servers = [self._hub_server, self._cdn_server]
+        for server in self._servers:
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._hub_server.server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self._cdn_server.server_address[1]}"
+
+    # -- building repos ----------------------------------------------------------------------------------------
+
+    def create_repo(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | Path],
+        *,
+        repo_type: str = "model",
+        lfs: set[str] | None = None,
+        private: bool = False,
+        gated: bool = False,
+    ) -> str:
+        """Create a repo whose `main` holds `files`; return the commit sha."""
+        repo = Repo(repo_type=repo_type, repo_id=repo_id, private=private, gated=gated)
+        self.repos[(repo_type, repo_id)] = repo
+        return self.commit(repo_id, files, repo_type=repo_type, lfs=lfs, replace=True)
+
+    def commit(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | Path | None],
+        *,
+        repo_type: str = "model",
+        branch: str = "main",
+        lfs: set[str] | None = None,
+        replace: bool = False,
+    ) -> str:
+        """Add (or with `None`, delete) files on `branch`; return the new commit sha."""
+        repo = self.repos[(repo_type, repo_id)]
+        parent = repo.refs.get(branch)
+        tree = {} if replace or parent is None else dict(repo.commits[parent])
+        for path, content in files.items():
+            if content is None:
+                tree.pop(path, None)
+            else:
+                is_lfs = path in lfs if lfs is not None else path.endswith(LFS_PATTERNS)
+                tree[path] = self._store(content, lfs=is_lfs)
+        digest = hashlib.sha1(f"{parent}:{branch}:{len(repo.commits)}".encode())
+        for path in sorted(tree):
+            digest.update(f"{path}\0{tree[path].sha1}\0".encode())
+        sha = digest.hexdigest()
+        repo.commits[sha] = tree
+        repo.refs[branch] = sha
+        return sha
+
+    def tag(self, repo_id: str, name: str, sha: str, *, repo_type: str = "model") -> None:
+        repo = self.repos[(repo_type, repo_id)]
+        repo.refs[name] = sha
+        repo.tags.add(name)
+
+    def open_pr(self, repo_id: str, files: dict[str, bytes | Path | None], *, repo_type: str = "model") -> str:
+        """Open a pull request (`refs/pr/N`) on top of main; return its ref name."""
+        repo = self.repos[(repo_type, repo_id)]
+        number = 1 + sum(1 for ref in repo.refs if ref.startswith("refs/pr/"))
+        ref = f"refs/pr/{number}"
+        repo.refs[ref] = repo.refs["main"]
+        self.commit(repo_id, files, repo_type=repo_type, branch=ref)
+        return ref
+
+    def grant(self, repo_id: str, token: str, *, repo_type: str = "model") -> None:
+        self.tokens.add(token)
+        self.repos[(repo_type, repo_id)].granted_tokens.add(token)
+
+    def _store(self, content: bytes | Path, *, lfs: bool) -> Blob:
+        if isinstance(content, (bytes, bytearray)):
+            sha256 = hashlib.sha256(content).hexdigest()
+            disk_path = self.root / "blobs" / sha256
+            if not disk_path.exists():
+                disk_path.write_bytes(content)
+            return Blob(disk_path, len(content), git_blob_sha1(content), sha256, lfs)
+        size, sha1, sha256 = _hash_file(Path(content))
+        return Blob(Path(content), size, sha1, sha256, lfs)
+
+    # -- reading the log ---------------------------------------------------------------------------------------
+
+    def record(self, served: Served) -> None:
+        with self._lock:
+            self.log.append(served)
+
+    def requests(self, *, origin: str | None = None, method: str | None = None, contains: str = "") -> list[Served]:
+        with self._lock:
+            return [
+                s
+                for s in self.log
+                if (origin is None or s.origin == origin)
+                and (method is None or s.method == method)
+                and contains in s.path
+            ]
+
+    def file_gets(self) -> list[Served]:
+        """GETs that carry a file body: resolve on the Hub and every GET on the CDN."""
+        return [s for s in self.requests(method="GET") if "/resolve/" in s.path or s.origin == "cdn"]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.log.clear()
+
+    # -- signing CDN urls --------------------------------------------------------------------------------------
+
+    def sign(self, sha256: str, expires: int) -> str:
+        return hmac.new(self._secret, f"{sha256}:{expires}".encode(), "sha256").hexdigest()[:32]
+
+    def cdn_location(self, blob: Blob, repo_path: str) -> str:
+        expires = int(time.time()) + 3600
+        name = quote(repo_path.rsplit("/", 1)[-1])
+        return f"{self.cdn_url}/lfs/{blob.sha256}?expires={expires}&sig={self.sign(blob.sha256, expires)}&name={name}"
+
+    def take_corruption(self, repo_path: str) -> bool:
+        with self._lock:
+            left = self.corrupt.get(repo_path, 0)
+            if left > 0:
+                self.corrupt[repo_path] = left - 1
+                return True
+            return False
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, hub: Hub, origin: str) -> None:
+        self.hub = hub
+        self.origin = origin
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # clients hanging up are normal
+            super().handle_error(request, client_address)
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+_API = re.compile(r"^/api/(models|datasets|spaces)/(.+?)/(revision|tree|refs|paths-info)(?:/(.*))?$")
+_RESOLVE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+(?:/[^/]+)?)/resolve/([^/]+)/(.+)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # silence the default stderr log
+        pass
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    # -- dispatch ----------------------------------------------------------------------------------------------
+
+    def _handle(self, method: str) -> None:
+        self.method = method
+        self.status = 0
+        parts = urlsplit(self.path)
+        self.raw_path, self.query = parts.path, parse_qs(parts.query)
+        try:
+            if self.server.origin == "cdn":
+                self._cdn()
+            elif (match := _API.match(self.raw_path)) is not None:
+                self._api(*match.groups())
+            elif (match := _RESOLVE.match(self.raw_path)) is not None:
+                self._resolve(*match.groups())
+            elif self.raw_path.startswith("/api/resolve-cache/"):
+                self._resolve_cache()
+            else:
+                raise _HttpError(404, "Not found")
+        except _HttpError as error:
+            headers = {**error.headers, "X-Error-Message": error.message}
+            if error.code:
+                headers["X-Error-Code"] = error.code
+            self._send_json(error.status, {"error": error.message}, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            self.server.hub.record(
+                Served(
+                    origin=self.server.origin,
+                    method=method,
+                    path=unquote(self.raw_path),
+                    range=self.headers.get("Range"),
+                    authorized=self.headers.get("Authorization") is not None,
+                    status=self.status,
+                )
+            )
+
+    # -- the Hub's API -----------------------------------------------------------------------------------------
+
+    def _repo(self, repo_type: str, repo_id: str) -> Repo:
+        hub = self.server.hub
+        auth = self.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth else None
+        if token is not None and token not in hub.tokens:
+            raise _HttpError(401, "Invalid credentials in Authorization header")
+        repo = hub.repos.get((repo_type, repo_id))
+        if repo is None or (repo.private and token not in repo.granted_tokens):
+            if token is None:
+                raise _HttpError(401, "Invalid username or password.")
+            raise _HttpError(404, "Repository not found", "RepoNotFound")
+        if repo.gated and token not in repo.granted_tokens:
+            if token is None:
+                raise _HttpError(401, "Access to this repo is restricted: you must be authenticated.", "GatedRepo")
+            raise _HttpError(403, "Access to this gated repo is restricted: ask for access on its page.", "GatedRepo")
+        return repo
+
+    def _commit(self, repo: Repo, revision: str) -> str:
+        if revision in repo.refs:
+            return repo.refs[revision]
+        if revision in repo.commits:
+            return revision
+        raise _HttpError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+
+    def _api(self, types: str, repo_id: str, action: str, rest: str | None) -> None:
+        repo = self._repo(_TYPES[types], unquote(repo_id))
+        if action == "refs":
+            return self._send_json(200, self._refs(repo))
+        segments = (rest or "main").split("/", 1)
+        revision = unquote(segments[0])
+        sub_path = unquote(segments[1]) if len(segments) > 1 else ""
+        sha = self._commit(repo, revision)
+        if action == "revision":
+            return self._send_json(200, self._revision_info(repo, sha))
+        if action == "tree":
+            return self._tree(repo, types, sha, revision, sub_path)
+        raise _HttpError(405, "Not implemented by the test hub")
+
+    def _refs(self, repo: Repo) -> dict:
+        def entry(name: str) -> dict:
+            return {"name": name, "ref": f"refs/{'tags' if name in repo.tags else 'heads'}/{name}",
+                    "targetCommit": repo.refs[name]}
+
+        branches = [entry(n) for n in repo.refs if n not in repo.tags and not n.startswith("refs/")]
+        return {"branches": branches, "tags": [entry(n) for n in sorted(repo.tags)], "converts": []}
+
+    def _revision_info(self, repo: Repo, sha: str) -> dict:
+        blobs = self.query.get("blobs", ["false"])[0].lower() == "true"
+        siblings = []
+        for path, blob in sorted(repo.commits[sha].items()):
+            sibling: dict = {"rfilename": path}
+            if blobs:
+                sibling.update(size=blob.size, blobId=blob.pointer_oid if blob.lfs else blob.sha1)
+                if blob.lfs:
+                    sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": 134}
+            siblings.append(sibling)
+        return {
+            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "sha": sha,
+            "private": repo.private,
+            "gated": "auto" if repo.gated else False,
+            "disabled": False,
+            "tags": [],
+            "siblings": siblings,
+            "lastModified": "2026-01-01T00:00:00.000Z",
+            "createdAt": "2026-01-01T00:00:00.000Z",
+        }
+
+    def _tree(self, repo: Repo, types: str, sha: str, revision: str, sub_path: str) -> None:
+        recursive = self.query.get("recursive", ["false"])[0].lower() == "true"
+        entries = _tree_entries(repo.commits[sha], sub_path, recursive)
+        if sub_path and not entries and sub_path not in repo.commits[sha]:
+            raise _HttpError(404, f"{sub_path} does not exist at {revision}", "EntryNotFound")
+        cursor = self.query.get("cursor", [None])[0]
+        start = int(base64.urlsafe_b64decode(cursor).decode()) if cursor else 0
+        page = entries[start : start + self.server.hub.page_size]
+        headers = {}
+        if start + len(page) < len(entries):
+            base = self.server.hub.link_base or self.server.hub.url
+            token = base64.urlsafe_b64encode(str(start + len(page)).encode()).decode()
+            path = f"/api/{types}/{repo.repo_id}/tree/{quote(revision, safe='')}"
+            if sub_path:
+                path += "/" + quote(sub_path, safe="")
+            link = f"{base}{path}?recursive={str(recursive).lower()}&expand=false&cursor={token}"
+            headers["Link"] = f'<{link}>; rel="next"'
+        self._send_json(200, page, headers)
+
+    # -- file bodies -------------------------------------------------------------------------------------------
+
+    def _resolve(self, prefix: str | None, repo_id: str, revision: str, path: str) -> None:
+        repo_type = {"datasets": "dataset", "spaces": "space", None: "model"}[prefix]
+        repo = self._repo(repo_type, unquote(repo_id))
+        revision, path = unquote(revision), unquote(path)
+        sha = self._commit(repo, revision)
+        blob = repo.commits[sha].get(path)
+        commit_header = {"X-Repo-Commit": sha}
+        if blob is None:
+            raise _HttpError(404, f"Entry not found: {path}", "EntryNotFound", commit_header)
+        headers = {**commit_header, "Accept-Ranges": "bytes"}
+        if blob.lfs:
+            headers.update({
+                "ETag": f'"{blob.sha256}"',
+                "X-Linked-Etag": f'"{blob.sha256}"',
+                "X-Linked-Size": str(blob.size),
+                "Location": self.server.hub.cdn_location(blob, path),
+            })
+            return self._send_bytes(302, b"", headers)
+        if self.server.hub.resolve_cache_redirect:
+            headers["ETag"] = f'"{blob.sha1}"'
+            headers["Location"] = f"/api/resolve-cache/{_TYPES_PLURAL[repo_type]}/{repo.repo_id}/{sha}/{quote(path)}"
+            return self._send_bytes(307, b"", headers)
+        headers["ETag"] = f'"{blob.sha1}"'
+        self._send_blob(blob, path, headers)
+
+    def _resolve_cache(self) -> None:
+        # /api/resolve-cache/{types}/{repo_id}/{sha}/{path}; repo_id has one or two segments
+        rest = unquote(self.raw_path.removeprefix("/api/resolve-cache/"))
+        types, remainder = rest.split("/", 1)
+        for repo_id_segments in (2, 1):
+            pieces = remainder.split("/")
+            repo_id = "/".join(pieces[:repo_id_segments])
+            repo = self.server.hub.repos.get((_TYPES[types], repo_id))
+            if repo is not None and len(pieces) > repo_id_segments + 1:
+                sha, path = pieces[repo_id_segments], "/".join(pieces[repo_id_segments + 1 :])
+                break
+        else:
+            raise _HttpError(404, "Not found")
+        repo = self._repo(_TYPES[types], repo_id)
+        blob = repo.commits.get(sha, {}).get(path)
+        if blob is None:
+            raise _HttpError(404, f"Entry not found: {path}", "EntryNotFound", {"X-Repo-Commit": sha})
+        self._send_blob(blob, path, {"X-Repo-Commit": sha, "ETag": f'"{blob.sha1}"', "Accept-Ranges": "bytes"})
+
+    def _cdn(self) -> None:
+        match = re.fullmatch(r"/lfs/([0-9a-f]{64})", self.raw_path)
+        if match is None:
+            raise _HttpError(404, "Not found")
+        sha256 = match.group(1)
+        hub = self.server.hub
+        try:
+            expires = int(self.query["expires"][0])
+            signature = self.query["sig"][0]
+        except (KeyError, ValueError):
+            raise _HttpError(403, "Missing signature") from None
+        if not hmac.compare_digest(signature, hub.sign(sha256, expires)) or expires < time.time():
+            raise _HttpError(403, "Request has expired")
+        blob = next(
+            (b for repo in hub.repos.values() for tree in repo.commits.values() for b in tree.values()
+             if b.sha256 == sha256),
+            None,
+        )
+        if blob is None:
+            raise _HttpError(404, "No such object")
+        repo_path = unquote(self.query.get("name", [""])[0])
+        paths = [p for repo in hub.repos.values() for tree in repo.commits.values()
+                 for p, b in tree.items() if b.sha256 == sha256]
+        self._send_blob(blob, paths[0] if paths else repo_path, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"})
+
+    def _send_blob(self, blob: Blob, repo_path: str, headers: dict) -> None:
+        start, end, status = 0, blob.size, 200
+        range_header = self.headers.get("Range")
+        if range_header and blob.size > 0:
+            match = _RANGE.match(range_header.strip())
+            if match is None:
+                raise _HttpError(416, "Bad range", headers={"Content-Range": f"bytes */{blob.size}"})
+            first, last = match.groups()
+            if first:
+                start = int(first)
+                end = min(int(last) + 1, blob.size) if last else blob.size
+            elif last:
+                start = max(blob.size - int(last), 0)
+            if start >= blob.size or start >= end:
+                raise _HttpError(416, "Range Not Satisfiable", headers={"Content-Range": f"bytes */{blob.size}"})
+            status = 206
+            headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{blob.size}"}
+        headers = {**headers, "Content-Length": str(end - start), "Content-Type": "application/octet-stream"}
+        self._start(status, headers)
+        if self.method == "HEAD":
+            return
+        corrupt = self.server.hub.take_corruption(repo_path)
+        with open(blob.disk_path, "rb") as f:
+            if self.server.hub.rate is None and not corrupt:
+                self.wfile.flush()
+                if end > start:
+                    self.connection.sendfile(f, offset=start, count=end - start)
+                return
+            self._send_slowly(f, start, end, corrupt)
+
+    def _send_slowly(self, f, start: int, end: int, corrupt: bool) -> None:
+        rate = self.server.hub.rate
+        chunk_size = max(1024, int(rate / 20)) if rate else 1 << 20
+        f.seek(start)
+        position = start
+        began = time.monotonic()
+        while position < end:
+            chunk = bytearray(f.read(min(chunk_size, end - position)))
+            if corrupt and chunk:
+                chunk[len(chunk) // 2] ^= 0xFF
+                corrupt = False
+            self.wfile.write(chunk)
+            position += len(chunk)
+            if rate:
+                ahead = (position - start) / rate - (time.monotonic() - began)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    # -- writing responses -------------------------------------------------------------------------------------
+
+    def _start(self, status: int, headers: dict) -> None:
+        self.status = status
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _send_bytes(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self._start(status, {**(headers or {}), "Content-Length": str(len(body))})
+        if self.method != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, payload: object, headers: dict | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self._send_bytes(status, body, {**(headers or {}), "Content-Type": "application/json"})
+
+
+_TYPES_PLURAL = {"model": "models", "dataset": "datasets", "space": "spaces"}
+
+
+def _tree_entries(tree: dict[str, Blob], sub_path: str, recursive: bool) -> list[dict]:
+    """The tree endpoint's entries under `sub_path`: folders and files, in path order."""
+    prefix = f"{sub_path.rstrip('/')}/" if sub_path else ""
+    folders: set[str] = set()
+    files = []
+    for path, blob in tree.items():
+        if not path.startswith(prefix):
+            continue
+        relative = path[len(prefix):]
+        parts = relative.split("/")
+        for depth in range(1, len(parts)):
+            if recursive or depth == 1:
+                folders.add(prefix + "/".join(parts[:depth]))
+        if recursive or len(parts) == 1:
+            entry = {"type": "file", "oid": blob.pointer_oid if blob.lfs else blob.sha1, "size": blob.size,
+                     "path": path}
+            if blob.lfs:
+                entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
+            files.append(entry)
+    dirs = [{"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+            for d in folders]
+    return sorted(dirs + files, key=lambda e: e["path"])
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for 'endpoint unreachable' tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
