@@ -123,6 +123,7 @@ class Hub:
         self._lock = threading.Lock()
         self._secret = os.urandom(16)
         self._servers: list[_Server] = []
+        self._active = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -241,6 +242,12 @@ class Hub:
         """GETs that carry a file body: resolve on the Hub and every GET on the CDN."""
         return [s for s in self.requests(method="GET") if "/resolve/" in s.path or s.origin == "cdn"]
 
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Wait until no request is being served (e.g. the one a killed client left behind)."""
+        deadline = time.monotonic() + timeout
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def clear_log(self) -> None:
         with self._lock:
             self.log.clear()
@@ -315,6 +322,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.status = 0
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
+        hub = self.server.hub
+        with hub._lock:
+            hub._active += 1
         try:
             if self.server.origin == "cdn":
                 self._cdn()
@@ -334,7 +344,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self.server.hub.record(
+            with hub._lock:
+                hub._active -= 1
+            hub.record(
                 Served(
                     origin=self.server.origin,
                     method=method,

@@ -1,0 +1,131 @@
+"""A killed run resumes from the bytes on disk; corrupt bytes are caught before anything is published."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hub import Hub
+
+
+def _partial(hf_home: Path, repo_folder: str, content: bytes) -> Path:
+    return hf_home / "hub" / repo_folder / "blobs" / f"{hashlib.sha256(content).hexdigest()}.hfget.incomplete"
+
+
+def test_a_killed_run_resumes_with_a_range_for_the_missing_bytes_only(hub: Hub, hf_home: Path, run_hfget):
+    big = os.urandom(6_000_000)
+    commit = hub.create_repo("org/model", {"model.safetensors": big, "config.json": b"{}"})
+    hub.rate = 2_000_000  # bytes/s: the file takes ~3 s, time enough to kill the run in the middle
+    partial = _partial(hf_home, "models--org--model", big)
+
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 1_500_000):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = partial.stat().st_size
+    assert 1_500_000 <= kept < len(big)
+    snapshot = hf_home / "hub" / "models--org--model" / "snapshots" / commit
+    assert not (snapshot / "model.safetensors").exists()  # nothing partial is published
+
+    hub.rate = None
+    hub.wait_idle()
+    hub.clear_log()
+    result = run_hfget("org/model", "--endpoint", hub.url)
+
+    assert result.returncode == 0, result.stderr
+    assert "resumed" in result.stderr
+    cdn_gets = hub.requests(origin="cdn", method="GET")
+    assert [g.range for g in cdn_gets] == [f"bytes={kept}-"]
+    assert (snapshot / "model.safetensors").read_bytes() == big
+    assert not partial.exists()
+
+
+def test_a_partial_from_a_killed_local_dir_run_resumes_too(hub: Hub, tmp_path: Path, run_hfget):
+    big = os.urandom(3_000_000)
+    hub.create_repo("org/model", {"data/big.bin": big})
+    target = tmp_path / "plain"
+    # a previous run got this far: the partial sits where hfget keeps local-dir partials
+    first = run_hfget("org/model", "--endpoint", hub.url, "--local-dir", str(target))
+    assert first.returncode == 0
+    (target / "data" / "big.bin").unlink()
+    metadata_dir = target / ".cache" / "huggingface" / "download" / "data"
+    partial = metadata_dir / f"big.bin.{hashlib.sha256(big).hexdigest()}.hfget.incomplete"
+    partial.write_bytes(big[:1_000_000])
+
+    hub.clear_log()
+    result = run_hfget("org/model", "--endpoint", hub.url, "--local-dir", str(target))
+
+    assert result.returncode == 0, result.stderr
+    assert [g.range for g in hub.requests(origin="cdn", method="GET")] == ["bytes=1000000-"]
+    assert (target / "data" / "big.bin").read_bytes() == big
+
+
+def test_a_byte_corrupted_once_is_caught_and_the_file_fetched_again(hub: Hub, run_hfget):
+    content = os.urandom(400_000)
+    hub.create_repo("org/model", {"model.safetensors": content, "config.json": b'{"a": 1}'})
+    hub.corrupt["model.safetensors"] = 1
+    hub.corrupt["config.json"] = 1
+
+    result = run_hfget("org/model", "--endpoint", hub.url)
+
+    assert result.returncode == 0, result.stderr
+    snapshot = Path(result.stdout.strip().splitlines()[-1])
+    assert (snapshot / "model.safetensors").read_bytes() == content
+    assert (snapshot / "config.json").read_bytes() == b'{"a": 1}'
+    assert "retrying model.safetensors" in result.stderr and "sha256" in result.stderr
+    assert "retrying config.json" in result.stderr and "sha1" in result.stderr
+    assert len(hub.requests(origin="cdn", method="GET")) == 2
+
+
+def test_a_file_corrupted_every_time_fails_by_name_and_nothing_is_published(hub: Hub, hf_home: Path, run_hfget):
+    content = os.urandom(300_000)
+    commit = hub.create_repo("org/model", {"model.safetensors": content, "ok.txt": b"fine"})
+    hub.corrupt["model.safetensors"] = 100
+
+    result = run_hfget("org/model", "--endpoint", hub.url)
+
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "model.safetensors" in last_line and "Traceback" not in result.stderr
+    repo_folder = hf_home / "hub" / "models--org--model"
+    assert not (repo_folder / "snapshots" / commit / "model.safetensors").exists()
+    assert not (repo_folder / "blobs" / hashlib.sha256(content).hexdigest()).exists()
+    assert not _partial(hf_home, "models--org--model", content).exists()
+    assert (repo_folder / "snapshots" / commit / "ok.txt").read_bytes() == b"fine"  # the others still land
+    assert len(hub.requests(origin="cdn", method="GET")) == 2  # fetched twice, then given up
+
+
+def test_a_partial_longer_than_the_file_is_discarded_not_trusted(hub: Hub, hf_home: Path, run_hfget):
+    content = os.urandom(100_000)
+    hub.create_repo("org/model", {"model.safetensors": content})
+    partial = _partial(hf_home, "models--org--model", content)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(os.urandom(150_000))
+
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q")
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == content
+    assert [g.range for g in hub.requests(origin="cdn", method="GET")] == [None]
+
+
+def test_a_partial_with_wrong_bytes_is_refetched_whole_after_the_hash_mismatch(hub: Hub, hf_home: Path, run_hfget):
+    content = os.urandom(200_000)
+    hub.create_repo("org/model", {"model.safetensors": content})
+    partial = _partial(hf_home, "models--org--model", content)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * 50_000)  # same length prefix, wrong bytes
+
+    result = run_hfget("org/model", "--endpoint", hub.url)
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip().splitlines()[-1]) / "model.safetensors").read_bytes() == content
+    assert [g.range for g in hub.requests(origin="cdn", method="GET")] == ["bytes=50000-", None]
