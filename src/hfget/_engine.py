@@ -321,7 +321,7 @@ def select(files: list[RemoteFile], target: Target) -> list[RemoteFile]:
         if missing:
             raise EntryNotFoundError(
                 f"Not in {target.repo}@{target.revision}: {', '.join(missing)}.",
-                hint=f"Check the path (case matters); `hfget ls {target.repo}` lists the files.",
+                hint="Check the path (case matters) and the revision; a folder is written with a trailing '/'.",
             )
         wanted = set(target.files)
         chosen = [f for f in files if f.path in wanted

@@ -160,10 +160,11 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
     from huggingface_hub import errors as hf_errors
 
     if isinstance(error, hf_errors.GatedRepoError):
-        return GatedRepoError(
-            f"{repo} is gated: {endpoint} refused access ({_status(error)}).",
-            hint="Accept its conditions on the repo's page, then pass a token with --token or HF_TOKEN.",
-        )
+        if _status(error) == 401:
+            hint = "Accept its conditions on the repo's page, then pass that account's token (--token or HF_TOKEN)."
+        else:
+            hint = "The token's account has no access yet: accept the conditions on the repo's page, or use another token."
+        return GatedRepoError(f"{repo} is gated: {endpoint} refused access ({_status(error)}).", hint=hint)
     if isinstance(error, hf_errors.RevisionNotFoundError):
         return RevisionNotFoundError(
             f"Revision {revision!r} not found in {repo} on {endpoint}.",
