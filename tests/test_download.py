@@ -207,3 +207,22 @@ def test_regular_files_behind_a_relative_redirect(hub: Hub, run_hfget, resolve_c
     assert result.returncode == 0, result.stderr
     assert (Path(result.stdout.strip()) / "a" / "b.txt").read_bytes() == b"bbb"
     assert bool(hub.requests(contains="/api/resolve-cache/")) is resolve_cache
+
+
+@pytest.mark.parametrize("mode", ["cache", "local-dir"])
+def test_files_with_the_same_content_share_one_fetch(hub: Hub, tmp_path: Path, run_hfget, mode: str):
+    weights = os.urandom(500_000)
+    files = {"pkg/__init__.py": b"", "pkg/sub/__init__.py": b"", "tests/__init__.py": b"",
+             "a/model.safetensors": weights, "b/model.safetensors": weights, "c.txt": b"same",
+             "d.txt": b"same"}
+    hub.create_repo("org/model", files)
+    args = ["--local-dir", str(tmp_path / "plain")] if mode == "local-dir" else []
+
+    result = run_hfget("org/model", "--endpoint", hub.url, *args)
+
+    assert result.returncode == 0, result.stderr
+    assert _tree_bytes(Path(result.stdout.strip().splitlines()[-1])) == files
+    assert f"done: {len(files)} files" in result.stderr
+    if mode == "cache":
+        assert len(hub.requests(origin="cdn", method="GET")) == 1
+        assert len(hub.file_gets()) == 3  # weights (redirect + CDN) and "same"; empty files need no request

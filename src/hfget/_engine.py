@@ -68,8 +68,13 @@ class Target:
 class Plan:
     commit: str
     selected: list[RemoteFile]
-    to_fetch: list[RemoteFile]
+    to_fetch: list[RemoteFile]  # one file per content: files with the same partial path share one fetch
+    followers: dict[str, list[RemoteFile]]  # path fetched -> other files of the same content, linked after it
     on_disk: dict[str, int]  # path -> bytes already in its partial file
+
+    @property
+    def files_to_write(self) -> int:
+        return len(self.to_fetch) + sum(len(f) for f in self.followers.values())
 
 
 def resolve_target(
@@ -169,10 +174,12 @@ class Download:
         target.store.finish(target.revision, commit)
         plan = self._plan(commit, selected)
         output = target.store.output_path(commit)
+        output.mkdir(parents=True, exist_ok=True)
         failures, fetched_bytes = self._run(plan) if plan.to_fetch else ([], 0)
+        failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
         self.sink.handle(DownloadFinished(
-            path=output, commit=commit, files_fetched=len(plan.to_fetch) - len(failures),
-            bytes_fetched=fetched_bytes, seconds=time.monotonic() - started, failed=len(failures),
+            path=output, commit=commit, files_fetched=plan.files_to_write - failed,
+            bytes_fetched=fetched_bytes, seconds=time.monotonic() - started, failed=failed,
         ))
         if failures:
             raise IncompleteDownloadError(failures, total=len(selected))
@@ -210,7 +217,16 @@ class Download:
 
     def _plan(self, commit: str, selected: list[RemoteFile]) -> Plan:
         store = self.target.store
-        to_fetch = [f for f in selected if not store.is_present(commit, f) and not store.adopt_blob(commit, f)]
+        missing = [f for f in selected if not store.is_present(commit, f) and not store.adopt_blob(commit, f)]
+        to_fetch: list[RemoteFile] = []
+        followers: dict[str, list[RemoteFile]] = {}
+        leaders: dict[Path, RemoteFile] = {}
+        for file in missing:  # e.g. several empty __init__.py: one blob, fetched once
+            leader = leaders.setdefault(store.partial_path(file), file)
+            if leader is file:
+                to_fetch.append(file)
+            else:
+                followers.setdefault(leader.path, []).append(file)
         on_disk = {}
         for file in to_fetch:
             try:
@@ -228,13 +244,13 @@ class Download:
         self.sink.handle(DownloadPlanned(
             files_total=len(selected),
             bytes_total=sum(f.size for f in selected),
-            files_to_fetch=len(to_fetch),
+            files_to_fetch=len(missing),
             bytes_to_fetch=sum(f.size for f in to_fetch) - sum(on_disk.values()),
             bytes_on_disk=sum(on_disk.values()),
         ))
         # the largest first: they set the length of the run
         to_fetch.sort(key=lambda f: f.size, reverse=True)
-        return Plan(commit, selected, to_fetch, on_disk)
+        return Plan(commit, selected, to_fetch, followers, on_disk)
 
     def _run(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
         """Fetch every file of the plan with `jobs` worker threads; return the per-file failures and bytes."""
@@ -298,6 +314,10 @@ class Download:
         fetched = transfer.fetch(url, file, partial)
         store.publish(plan.commit, file, partial)
         self.sink.handle(FileDone(file.path, file.size, fetched))
+        for follower in plan.followers.get(file.path, ()):
+            if not store.adopt_blob(plan.commit, follower):
+                raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
+            self.sink.handle(FileDone(follower.path, follower.size, 0))
         return fetched
 
 
