@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hub import Hub
 
 
@@ -129,3 +131,51 @@ def test_a_partial_with_wrong_bytes_is_refetched_whole_after_the_hash_mismatch(h
     assert result.returncode == 0, result.stderr
     assert (Path(result.stdout.strip().splitlines()[-1]) / "model.safetensors").read_bytes() == content
     assert [g.range for g in hub.requests(origin="cdn", method="GET")] == ["bytes=50000-", None]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_exits_130_promptly_and_keeps_its_partial(hub: Hub, hf_home: Path, run_hfget, sig):
+    big = os.urandom(4_000_000)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 1_000_000
+    partial = _partial(hf_home, "models--org--model", big)
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 500_000):
+        time.sleep(0.02)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 3
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "resume" in stderr.strip().splitlines()[-1]
+    assert stdout == ""
+    kept = partial.stat().st_size
+    assert 500_000 <= kept < len(big)
+
+    hub.rate = None
+    hub.wait_idle()
+    hub.clear_log()
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q")
+    assert result.returncode == 0, result.stderr
+    assert [g.range for g in hub.requests(origin="cdn", method="GET")] == [f"bytes={kept}-"]
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+
+
+def test_a_push_during_the_download_does_not_mix_two_commits(hub: Hub, run_hfget):
+    old = {"model.safetensors": os.urandom(2_000_000), "config.json": b'{"v": 1}'}
+    first = hub.create_repo("org/model", old)
+    hub.rate = 2_000_000
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url, "-q", "-j", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not hub.requests(origin="cdn"):
+        time.sleep(0.01)
+    hub.commit("org/model", {"config.json": b'{"v": 2}', "model.safetensors": os.urandom(2_000_000)})
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    snapshot = Path(stdout.strip())
+    assert snapshot.name == first
+    assert (snapshot / "config.json").read_bytes() == b'{"v": 1}'
+    assert (snapshot / "model.safetensors").read_bytes() == old["model.safetensors"]

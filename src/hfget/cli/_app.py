@@ -149,7 +149,21 @@ class _errors_to_exit_codes:
         raise typer.Exit(error.exit_code)
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (CI cancelling a job, `kill`) stops like Ctrl-C: partials kept, exit 130."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+
+
 def run() -> None:
+    _interrupt_on_sigterm()
     try:
         app()
     except KeyboardInterrupt:
