@@ -18,8 +18,12 @@ It implements the download side of ../shared/hub-protocol.md, closely enough tha
 Repos are built by the test from bytes or files on disk (`Hub.create_repo`, `Hub.commit`, `Hub.tag`,
 `Hub.open_pr`). Every request served is appended to `Hub.log` (origin, method, path, Range, whether an
 Authorization header came, status), so tests assert on traffic. Knobs a test may set at any time:
-`rate` (bytes/s per response body, to slow a transfer down) and `corrupt` (path -> number of bodies of that
-file to serve with one byte flipped).
+- `rate`: bytes/s per response body, i.e. per TCP stream (a mirror or CDN capping each connection);
+- `latency`: seconds every request waits before its first byte (a round trip to a far server);
+- `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
+- `cdn_url_uses`: how many requests one signed CDN URL serves before it answers 403 (expired);
+- `ignore_range`: answer every GET with 200 and the whole body, as some proxies do.
+`max_concurrent_cdn_gets` is the most CDN bodies it was sending at once.
 
 Bodies go out with `socket.sendfile` when no knob is in the way, so the server is not the bottleneck.
 """
@@ -116,6 +120,12 @@ class Hub:
         self.link_base = link_base
         self.resolve_cache_redirect = False  # answer regular files with a relative 307, as huggingface.co does
         self.rate: float | None = None  # bytes per second per response body
+        self.latency: float = 0.0  # seconds before each response
+        self.cdn_url_uses: int | None = None  # requests a signed CDN URL serves before it expires
+        self._url_uses: dict[str, int] = {}
+        self.ignore_range = False
+        self.max_concurrent_cdn_gets = 0
+        self._cdn_gets = 0
         self.corrupt: dict[str, int] = {}  # repo path -> bodies still to corrupt
         self.tokens: set[str] = set()  # valid tokens
         self.repos: dict[tuple[str, str], Repo] = {}
@@ -254,13 +264,16 @@ class Hub:
 
     # -- signing CDN urls --------------------------------------------------------------------------------------
 
-    def sign(self, sha256: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{sha256}:{expires}".encode(), "sha256").hexdigest()[:32]
+    def sign(self, sha256: str, expires: int, nonce: str) -> str:
+        return hmac.new(self._secret, f"{sha256}:{expires}:{nonce}".encode(), "sha256").hexdigest()[:32]
 
     def cdn_location(self, blob: Blob, repo_path: str) -> str:
+        """A signed URL, distinct at every call (so its uses can be counted)."""
         expires = int(time.time()) + 3600
+        nonce = os.urandom(6).hex()
         name = quote(repo_path.rsplit("/", 1)[-1])
-        return f"{self.cdn_url}/lfs/{blob.sha256}?expires={expires}&sig={self.sign(blob.sha256, expires)}&name={name}"
+        signature = self.sign(blob.sha256, expires, nonce)
+        return f"{self.cdn_url}/lfs/{blob.sha256}?expires={expires}&n={nonce}&sig={signature}&name={name}"
 
     def take_corruption(self, repo_path: str) -> bool:
         with self._lock:
@@ -325,6 +338,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         hub = self.server.hub
         with hub._lock:
             hub._active += 1
+        if hub.latency:
+            time.sleep(hub.latency)
         try:
             if self.server.origin == "cdn":
                 self._cdn()
@@ -501,11 +516,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         hub = self.server.hub
         try:
             expires = int(self.query["expires"][0])
-            signature = self.query["sig"][0]
+            signature, nonce = self.query["sig"][0], self.query["n"][0]
         except (KeyError, ValueError):
             raise _HttpError(403, "Missing signature") from None
-        if not hmac.compare_digest(signature, hub.sign(sha256, expires)) or expires < time.time():
+        if not hmac.compare_digest(signature, hub.sign(sha256, expires, nonce)) or expires < time.time():
             raise _HttpError(403, "Request has expired")
+        if hub.cdn_url_uses is not None:
+            with hub._lock:
+                used = hub._url_uses[signature] = hub._url_uses.get(signature, 0) + 1
+            if used > hub.cdn_url_uses:
+                raise _HttpError(403, "Request has expired")
         blob = next(
             (b for repo in hub.repos.values() for tree in repo.commits.values() for b in tree.values()
              if b.sha256 == sha256),
@@ -520,7 +540,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_blob(self, blob: Blob, repo_path: str, headers: dict) -> None:
         start, end, status = 0, blob.size, 200
-        range_header = self.headers.get("Range")
+        range_header = None if self.server.hub.ignore_range else self.headers.get("Range")
         if range_header and blob.size > 0:
             match = _RANGE.match(range_header.strip())
             if match is None:
@@ -539,7 +559,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._start(status, headers)
         if self.method == "HEAD":
             return
-        corrupt = self.server.hub.take_corruption(repo_path)
+        hub = self.server.hub
+        corrupt = hub.take_corruption(repo_path)
+        counted = self.server.origin == "cdn"
+        if counted:
+            with hub._lock:
+                hub._cdn_gets += 1
+                hub.max_concurrent_cdn_gets = max(hub.max_concurrent_cdn_gets, hub._cdn_gets)
+        try:
+            self._send_file(blob, start, end, corrupt)
+        finally:
+            if counted:
+                with hub._lock:
+                    hub._cdn_gets -= 1
+
+    def _send_file(self, blob: Blob, start: int, end: int, corrupt: bool) -> None:
         with open(blob.disk_path, "rb") as f:
             if self.server.hub.rate is None and not corrupt:
                 self.wfile.flush()

@@ -17,20 +17,17 @@ Events go to the sink (see _events.py); errors are HfgetError subclasses (see _e
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._cache import CacheStore, LocalDirStore, Store
 from ._errors import (
     EntryNotFoundError,
     FileDownloadError,
-    HfgetError,
     IncompleteDownloadError,
-    InterruptedError_,
     NetworkError,
     NotFoundError,
     UsageError,
@@ -40,13 +37,15 @@ from ._events import (
     DownloadPlanned,
     FileDone,
     FileFailed,
-    FileStarted,
     NullSink,
     RevisionResolved,
     Sink,
 )
 from ._hub import HubMetadata, RemoteFile
 from ._repo import DEFAULT_ENDPOINT, Repo, is_commit, normalize_endpoint, parse_repo, resolve_url
+
+if TYPE_CHECKING:
+    from ._transfer import TransferSettings
 
 
 @dataclass(frozen=True)
@@ -135,27 +134,39 @@ def download(
     cache_dir: str | Path | None = None,
     local_dir: str | Path | None = None,
     token: str | None = None,
-    jobs: int = 8,
+    jobs: int = 32,
+    max_connections: int = 32,
+    connections: int = 8,
+    limit_rate: float | None = None,
     sink: Sink | None = None,
 ) -> Path:
     """Download `repo` (or only `files` of it) and return the snapshot folder (or `local_dir`).
 
-    Raises an `HfgetError` subclass on failure; see `hfget.ExitCode` for what each means.
+    `jobs`: files in flight; `max_connections`: the run's connection budget; `connections`: per large file;
+    `limit_rate`: bytes per second for the whole run. Raises an `HfgetError` subclass on failure; see
+    `hfget.ExitCode` for what each means.
     """
-    if jobs < 1:
-        raise UsageError("--jobs must be at least 1.")
+    from ._transfer import TransferSettings
+
+    for name, value in (("--jobs", jobs), ("--max-connections", max_connections), ("--connections", connections)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1.")
+    if limit_rate is not None and limit_rate <= 0:
+        raise UsageError("--limit-rate must be positive.")
+    settings = TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
+                                jobs=min(jobs, max_connections), limit_rate=limit_rate)
     target = resolve_target(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
         include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
     )
-    return Download(target, sink or NullSink(), jobs=jobs).run()
+    return Download(target, sink or NullSink(), settings).run()
 
 
 class Download:
-    def __init__(self, target: Target, sink: Sink, *, jobs: int) -> None:
+    def __init__(self, target: Target, sink: Sink, settings: "TransferSettings") -> None:
         self.target = target
         self.sink = sink
-        self.jobs = jobs
+        self.settings = settings
         self._hub: HubMetadata | None = None
 
     @property
@@ -253,80 +264,32 @@ class Download:
         return Plan(commit, selected, to_fetch, followers, on_disk)
 
     def _run(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
-        """Fetch every file of the plan with `jobs` worker threads; return the per-file failures and bytes."""
-        from ._transfer import Transfer, make_client
+        """Fetch the plan's files (see _transfer.py); publish each as soon as it is verified."""
+        from ._transfer import Transfers
 
-        cancel = threading.Event()
-        work: queue.SimpleQueue[RemoteFile] = queue.SimpleQueue()
-        for file in plan.to_fetch:
-            work.put(file)
-        results: queue.SimpleQueue[tuple[RemoteFile, int | BaseException]] = queue.SimpleQueue()
-        workers = min(self.jobs, len(plan.to_fetch))
-        client = make_client(connections=workers, timeout=30.0)
-        transfer = Transfer(client, endpoint=self.target.endpoint, token=self.target.token, sink=self.sink,
-                            cancel=cancel)
+        store, commit = self.target.store, plan.commit
 
-        def worker() -> None:
-            while not cancel.is_set():
-                try:
-                    file = work.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    results.put((file, self._fetch_file(transfer, plan, file)))
-                except BaseException as error:  # reported to the main thread, which decides
-                    results.put((file, error))
+        def publish(file: RemoteFile, partial: Path, received: int) -> None:
+            store.publish(commit, file, partial)
+            self.sink.handle(FileDone(file.path, file.size, received))
+            for follower in plan.followers.get(file.path, ()):
+                if not store.adopt_blob(commit, follower):
+                    raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
+                self.sink.handle(FileDone(follower.path, follower.size, 0))
 
-        threads = [threading.Thread(target=worker, daemon=True, name=f"hfget-{i}") for i in range(workers)]
-        for thread in threads:
-            thread.start()
-        failures: list[FileDownloadError] = []
-        fetched = 0
-        try:
-            for _ in plan.to_fetch:
-                file, outcome = _next_result(results)
-                if isinstance(outcome, FileDownloadError):
-                    failures.append(outcome)
-                    self.sink.handle(FileFailed(file.path, outcome.message))
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-                else:
-                    fetched += outcome
-        except BaseException as error:
-            cancel.set()
-            client.close()
-            for thread in threads:
-                thread.join(timeout=2)
-            if isinstance(error, (KeyboardInterrupt, InterruptedError_)):
-                raise InterruptedError_() from None
-            raise
-        client.close()
-        return failures, fetched
-
-    def _fetch_file(self, transfer, plan: Plan, file: RemoteFile) -> int:
-        store = self.target.store
-        partial = store.partial_path(file)
-        resumed = plan.on_disk.get(file.path, 0)
-        self.sink.handle(FileStarted(file.path, file.size, resumed))
-        if file.size == 0:
-            partial.touch()
-        url = resolve_url(self.target.endpoint, self.target.repo, plan.commit, file.path)
-        fetched = transfer.fetch(url, file, partial)
-        store.publish(plan.commit, file, partial)
-        self.sink.handle(FileDone(file.path, file.size, fetched))
-        for follower in plan.followers.get(file.path, ()):
-            if not store.adopt_blob(plan.commit, follower):
-                raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
-            self.sink.handle(FileDone(follower.path, follower.size, 0))
-        return fetched
-
-
-def _next_result(results: queue.SimpleQueue):
-    while True:  # short waits so Ctrl-C reaches the main thread promptly
-        try:
-            return results.get(timeout=0.2)
-        except queue.Empty:
-            continue
+        transfers = Transfers(
+            endpoint=self.target.endpoint,
+            token=self.target.token,
+            sink=self.sink,
+            settings=self.settings,
+            partial_path=store.partial_path,
+            resolve_url=lambda f: resolve_url(self.target.endpoint, self.target.repo, commit, f.path),
+            on_verified=publish,
+        )
+        failures, received = transfers.run(plan.to_fetch)
+        for failure in failures:
+            self.sink.handle(FileFailed(failure.path, failure.message))
+        return failures, received
 
 
 def select(files: list[RemoteFile], target: Target) -> list[RemoteFile]:

@@ -87,7 +87,14 @@ def download(
                                                       "instead of the cache.")] = None,
     token: Annotated[Optional[str], typer.Option("--token", help="Hub token [default: HF_TOKEN, else the "
                                                  "saved login]. Sent to the endpoint only.", show_default=False)] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 8,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 32,
+    max_connections: Annotated[int, typer.Option("--max-connections", min=1, max=256,
+                                                 help="Connections for the whole run.")] = 32,
+    connections: Annotated[int, typer.Option("--connections", "-c", min=1, max=64,
+                                             help="Connections for one large file (split into ranges).")] = 8,
+    limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
+                                                      help="Cap the run's bandwidth, e.g. 20M or 500K "
+                                                      "(bytes per second).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
@@ -99,9 +106,29 @@ def download(
         path = _engine.download(
             repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
             include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
-            token=token, jobs=jobs, sink=sink,
+            token=token, jobs=jobs, max_connections=max_connections, connections=connections,
+            limit_rate=parse_rate(limit_rate) if limit_rate else None, sink=sink,
         )
     print(path)
+
+
+def parse_rate(text: str) -> float:
+    """`20M` -> 20,000,000 bytes/s; K, M, G are decimal, Ki, Mi, Gi binary; a trailing B or /s is allowed."""
+    from .._errors import UsageError
+
+    value = text.strip().removesuffix("/s").removesuffix("B").removesuffix("b")
+    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix in sorted(units, key=len, reverse=True):
+        number = value[: len(value) - len(suffix)] if suffix else value
+        if value.endswith(suffix) or value.endswith(suffix.lower()) and suffix:
+            try:
+                rate = float(number) * units[suffix]
+            except ValueError:
+                break
+            if rate > 0:
+                return rate
+            break
+    raise UsageError(f"Not a rate: {text!r}.", hint="Use bytes per second such as 20M, 500K or 1.5Mi.")
 
 
 def _make_sink(quiet: bool):

@@ -1,0 +1,180 @@
+"""Large files over several connections: dynamic splitting, resume of every range, expired CDN links,
+--limit-rate, and a partial file that never outgrows the file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hfget
+from hfget._pieces import merge
+from hub import Hub
+
+MiB = 1 << 20
+
+
+def _ranges(served) -> list[tuple[int, int]]:
+    """The half-open byte ranges a list of served requests asked for."""
+    out = []
+    for s in served:
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", s.range or "")
+        assert match, s.range
+        out.append((int(match.group(1)), int(match.group(2)) + 1 if match.group(2) else None))
+    return out
+
+
+def _blob_dir(hf_home: Path) -> Path:
+    return hf_home / "hub" / "models--org--model" / "blobs"
+
+
+def test_a_large_file_is_fetched_over_several_split_ranges_from_one_redirect(hub: Hub, run_hfget):
+    big = os.urandom(40 * MiB)
+    hub.create_repo("org/model", {"model.safetensors": big, "config.json": b"{}"})
+    hub.rate = 8 * MiB  # per connection: more connections finish sooner
+
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q", "-c", "6")
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+    gets = hub.requests(origin="cdn", method="GET")
+    assert 2 <= len(gets) and len({g.path for g in gets}) == 1
+    assert len(hub.requests(method="GET", contains="/resolve/")) == 2  # one redirect for the big file, reused
+    ranges = _ranges(gets)
+    assert min(start for start, _ in ranges) == 0
+    starts = sorted(start for start, _ in ranges)
+    assert len(set(starts)) == len(starts)  # every connection began at a new place: the ranges were split
+    assert max(hub.max_concurrent_cdn_gets, 0) <= 6
+
+
+def test_a_killed_multi_range_download_resumes_every_range_without_fetching_a_byte_twice(
+    hub: Hub, hf_home: Path, run_hfget
+):
+    big = os.urandom(48 * MiB)
+    commit = hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 4 * MiB
+    etag = hashlib.sha256(big).hexdigest()
+    partial = _blob_dir(hf_home) / f"{etag}.hfget.incomplete"
+    state = _blob_dir(hf_home) / f"{etag}.hfget.ranges"
+
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url, "-c", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _done(state) < 16 * MiB:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = json.loads(state.read_text())["done"]
+    done_bytes = sum(b - a for a, b in done_at_kill)
+    assert hub.max_concurrent_cdn_gets >= 2 and len(done_at_kill) >= 2  # several ranges at once
+    assert 16 * MiB <= done_bytes < len(big)
+    assert partial.stat().st_size == len(big)  # written in place, never beyond the file's size
+
+    hub.rate = None
+    hub.wait_idle()
+    hub.clear_log()
+    result = run_hfget("org/model", "--endpoint", hub.url, "-c", "4")
+
+    assert result.returncode == 0, result.stderr
+    snapshot = hf_home / "hub" / "models--org--model" / "snapshots" / commit
+    assert (snapshot / "model.safetensors").read_bytes() == big
+    asked = _ranges(hub.requests(origin="cdn", method="GET"))
+    for start, end in asked:
+        for a, b in done_at_kill:
+            assert end <= a or start >= b, f"asked again for {start}-{end}, done at kill: {a}-{b}"
+    assert sum(end - start for start, end in merge(asked)) == len(big) - done_bytes
+    assert not partial.exists() and not state.exists()
+
+
+def _done(state: Path) -> int:
+    try:
+        return sum(b - a for a, b in json.loads(state.read_text())["done"])
+    except (OSError, ValueError):
+        return 0
+
+
+def test_an_expired_cdn_link_mid_file_is_resolved_again_and_the_file_completes(hub: Hub, run_hfget):
+    big = os.urandom(24 * MiB)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 8 * MiB
+    hub.cdn_url_uses = 2  # each signed link serves two requests, then answers 403
+
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q", "-c", "4")
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+    assert any(s.status == 403 for s in hub.requests(origin="cdn"))
+    assert len(hub.requests(method="GET", contains="/resolve/")) >= 2  # the link was resolved again
+
+
+def test_limit_rate_holds_the_average_within_20_percent(hub: Hub, tmp_path: Path, hf_home: Path):
+    payload = {f"shard-{i}.bin": os.urandom(1 * MiB) for i in range(3)}
+    payload["big.safetensors"] = os.urandom(10 * MiB)
+    hub.create_repo("org/model", payload)
+    total = sum(len(v) for v in payload.values())
+    cap = 4 * MiB
+    times: dict[str, float] = {}
+
+    class Clock:
+        def handle(self, event):
+            if isinstance(event, hfget.DownloadPlanned):
+                times["start"] = time.monotonic()
+            elif isinstance(event, hfget.DownloadFinished):
+                times["end"] = time.monotonic()
+
+        def advance(self, path, nbytes):
+            pass
+
+    hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path / "c", limit_rate=cap, sink=Clock())
+
+    rate = total / (times["end"] - times["start"])
+    assert 0.8 * cap <= rate <= 1.2 * cap, rate / cap
+
+
+def test_the_partial_file_never_grows_beyond_the_file(hub: Hub, hf_home: Path, run_hfget):
+    big = os.urandom(32 * MiB)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 16 * MiB
+    partial = _blob_dir(hf_home) / f"{hashlib.sha256(big).hexdigest()}.hfget.incomplete"
+    largest = {"size": 0, "allocated": 0}
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            try:
+                st = partial.stat()
+            except FileNotFoundError:
+                time.sleep(0.002)
+                continue
+            largest["size"] = max(largest["size"], st.st_size)
+            largest["allocated"] = max(largest["allocated"], st.st_blocks * 512)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_hfget("org/model", "--endpoint", hub.url, "-c", "8")
+    finally:
+        stop.set()
+        watcher.join()
+    assert result.returncode == 0, result.stderr
+    assert 0 < largest["size"] <= len(big)
+    assert largest["allocated"] <= len(big) + MiB  # filesystem blocks round up a little, never to twice
+
+
+def test_a_server_that_ignores_range_still_gives_a_verified_file(hub: Hub, run_hfget):
+    big = os.urandom(20 * MiB)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.ignore_range = True
+
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q")
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+    assert len(hub.requests(origin="cdn", method="GET")) == 1  # one stream; no second connection tried
