@@ -584,17 +584,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_slowly(self, f, start: int, end: int, corrupt: bool) -> None:
         rate = self.server.hub.rate
-        chunk_size = max(1024, int(rate / 20)) if rate else 1 << 20
-        f.seek(start)
+        chunk_size = max(16384, int(rate / 50)) if rate else 1 << 20
+        self.wfile.flush()
         position = start
         began = time.monotonic()
         while position < end:
-            chunk = bytearray(f.read(min(chunk_size, end - position)))
-            if corrupt and chunk:
+            count = min(chunk_size, end - position)
+            if corrupt:
+                f.seek(position)
+                chunk = bytearray(f.read(count))
                 chunk[len(chunk) // 2] ^= 0xFF
                 corrupt = False
-            self.wfile.write(chunk)
-            position += len(chunk)
+                self.connection.sendall(chunk)
+            else:
+                self.connection.sendfile(f, offset=position, count=count)
+            position += count
             if rate:
                 ahead = (position - start) / rate - (time.monotonic() - began)
                 if ahead > 0:
