@@ -165,7 +165,8 @@ def raw_speed(hub: Hub) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS) + [[]])
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} "
+                        "(default: all)")
     parser.add_argument("-n", "--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hfget-bench-"))
@@ -177,7 +178,10 @@ def main() -> None:
         print(f"test Hub raw single-stream speed: {raw_speed(hub) / 1e6:.0f} MB/s", flush=True)
         print(f"{'scenario':10} {'hfget s':>9} {'hf s':>9} {'ratio':>7} {'target':>7}  met", flush=True)
         all_met = True
-        for name in args.scenarios:
+        unknown = set(args.scenarios) - set(SCENARIOS)
+        if unknown:
+            raise SystemExit(f"unknown scenario: {', '.join(sorted(unknown))}")
+        for name in args.scenarios or list(SCENARIOS):
             scenario = SCENARIOS[name]
             times = run_startup(args.runs) if name == "startup" else run_download(scenario, hub, work, expected,
                                                                                    args.runs)

@@ -96,6 +96,7 @@ class CacheStore:
         self.cache_dir = Path(cache_dir).expanduser()
         self.storage = self.cache_dir / repo_folder_name(repo_id=repo.repo_id, repo_type=repo.repo_type)
         self._symlinks: bool | None = None if not os.environ.get("HF_HUB_DISABLE_SYMLINKS") else False
+        self._made: set[Path] = set()
 
     def prepare(self) -> None:
         from huggingface_hub._local_folder import _create_cachedir_tag
@@ -139,7 +140,7 @@ class CacheStore:
         target = self.output_path(commit) / file.path
         try:
             os.replace(partial, blob)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent(target)
             self._link(blob, target)
         except OSError as error:
             raise _storage_error("write", target, error) from None
@@ -151,18 +152,28 @@ class CacheStore:
             if blob.stat().st_size != file.size:
                 return False
             target = self.output_path(commit) / file.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_parent(target)
             self._link(blob, target)
         except OSError:
             return False
         return True
 
+    def _make_parent(self, target: Path) -> None:
+        parent = target.parent
+        if parent not in self._made:  # thousands of files share a few folders: one mkdir each
+            parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(parent)
+
     def _link(self, blob: Path, target: Path) -> None:
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
         if self._symlinks is not False:
+            relative = os.path.relpath(blob, target.parent)
             try:
-                os.symlink(os.path.relpath(blob, target.parent), tmp)
-                os.replace(tmp, target)
+                try:
+                    os.symlink(relative, target)  # the common case: nothing there yet
+                except FileExistsError:  # a stale link or file: replace it atomically
+                    os.symlink(relative, tmp)
+                    os.replace(tmp, target)
                 self._symlinks = True
                 return
             except OSError:

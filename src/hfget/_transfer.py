@@ -144,6 +144,7 @@ class _Task:
     hash_queued: bool = False
     hash_done: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
+    published: bool = False  # verified and moved into place: its resume state must not come back
 
 
 class Transfers:
@@ -291,8 +292,8 @@ class Transfers:
 
     def _fetch_small(self, task: _Task) -> int:
         file, partial = task.file, task.partial
-        on_disk = partial.stat().st_size if partial.exists() else 0
-        self.sink.handle(FileStarted(file.path, file.size, on_disk if on_disk <= file.size else 0))
+        on_disk = _size(partial)
+        self.sink.handle(FileStarted(file.path, file.size, on_disk if on_disk is not None and on_disk <= file.size else 0))
         received = 0
         attempt = 0
         while True:
@@ -320,17 +321,12 @@ class Transfers:
 
         file, partial = task.file, task.partial
         content = ContentHash(file)
-        offset = 0
-        if partial.exists():
-            offset = partial.stat().st_size
-            if offset > file.size:
-                _resume.discard(partial)
-                partial.touch()
+        offset = _size(partial)
+        if offset is None or offset > file.size:
+            with open(partial, "wb"):  # a fresh (or untrustworthy) partial
                 offset = 0
-            else:
-                content.update_from_file(partial, offset)
-        else:
-            partial.touch()
+        elif offset:
+            content.update_from_file(partial, offset)
         if offset == file.size:
             return _verified(content, 0)
         received = 0
@@ -468,6 +464,9 @@ class Transfers:
         if elapsed >= (0.25 if task.speed_per_connection is not None else 0.1):
             task.speed_per_connection = task.window_bytes / elapsed / max(1, task.connections)
             task.window_started, task.window_bytes = now, 0
+            if task.connections < self._cap(task):
+                with self._cond:
+                    self._cond.notify_all()  # idle workers may join this file now
 
     def _segment_failed(self, task: _Task, segment: Segment, error: _Transient) -> None:
         self._release(task, segment)
@@ -495,12 +494,13 @@ class Transfers:
         if task.ledger is None or (not force and now - task.saved_at < _SAVE_EVERY):
             return
         task.saved_at = now
-        with task.lock:
-            done = list(task.ledger.done)
-        try:
-            _resume.save(task.partial, task.file, done)
-        except OSError:
-            pass  # the next save may succeed; the partial itself is intact
+        with task.lock:  # under the lock, so it cannot land after the file was published
+            if task.published:
+                return
+            try:
+                _resume.save(task.partial, task.file, task.ledger.done)
+            except OSError:
+                pass  # the next save may succeed; the partial itself is intact
 
     def _finish_large(self, task: _Task) -> None:
         self._queue_hash(task)
@@ -519,7 +519,9 @@ class Transfers:
             self.sink.handle(FileRetried(task.file.path, error.message, discarded=task.file.size))
             self._restart(task)
             return
-        _resume.state_path(task.partial).unlink(missing_ok=True)
+        with task.lock:
+            task.published = True
+            _resume.state_path(task.partial).unlink(missing_ok=True)
         self.on_verified(task.file, task.partial, task.received)
         self._done_with(task, task.received)
 
@@ -670,6 +672,13 @@ def _twice(file: RemoteFile, error: HfgetError) -> VerificationError:
 def _too_long(file: RemoteFile) -> FileDownloadError:
     return FileDownloadError(file.path, f"{file.path}: the server sent more than the {file.size} bytes listed; "
                              "discarded.")
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _transient(message: str, received: int) -> _Transient:
