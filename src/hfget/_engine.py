@@ -16,6 +16,7 @@ Events go to the sink (see _events.py); errors are HfgetError subclasses (see _e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from ._events import (
     DownloadPlanned,
     FileDone,
     FileFailed,
+    MetadataRetried,
+    MirrorSwitched,
     NullSink,
     RevisionResolved,
     Sink,
@@ -53,7 +56,7 @@ class Target:
     """Everything a download needs to know before its first request."""
 
     repo: Repo
-    endpoint: str
+    endpoints: tuple[str, ...]  # the endpoint to use, then the mirrors to fail over to
     revision: str
     files: tuple[str, ...]
     include: tuple[str, ...]
@@ -90,14 +93,20 @@ def resolve_target(
     local_dir: str | Path | None = None,
     token: str | None = None,
 ) -> Target:
-    """Turn user input into a Target: endpoint = --endpoint, else the first --mirror, else the repo URL's host,
-    else HF_ENDPOINT, else huggingface.co."""
+    """Turn user input into a Target: endpoint = --endpoint, else the --mirrors in order, else the repo URL's
+    host, else HF_ENDPOINT, else huggingface.co."""
     from huggingface_hub import constants, get_token
 
     spec = parse_repo(repo, repo_type=repo_type)
     if endpoint and mirrors:
         raise UsageError("Use --endpoint or --mirror, not both.")
-    chosen = endpoint or (mirrors[0] if mirrors else None) or spec.endpoint or os.environ.get("HF_ENDPOINT")
+    if endpoint:
+        chosen = [endpoint]
+    elif mirrors:
+        chosen = list(mirrors)
+    else:
+        chosen = [spec.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT]
+    endpoints = tuple(dict.fromkeys(normalize_endpoint(e) for e in chosen))
     if cache_dir is not None and local_dir is not None:
         raise UsageError("Use --cache-dir or --local-dir, not both.")
     store: Store
@@ -110,7 +119,7 @@ def resolve_target(
         wanted += (spec.path,)
     return Target(
         repo=spec.repo,
-        endpoint=normalize_endpoint(chosen or DEFAULT_ENDPOINT),
+        endpoints=endpoints,
         revision=revision or spec.revision or "main",
         files=wanted,
         include=tuple(include),
@@ -138,12 +147,15 @@ def download(
     max_connections: int = 32,
     connections: int = 8,
     limit_rate: float | None = None,
+    retries: int = 5,
+    stall_timeout: float = 30.0,
     sink: Sink | None = None,
 ) -> Path:
     """Download `repo` (or only `files` of it) and return the snapshot folder (or `local_dir`).
 
     `jobs`: files in flight; `max_connections`: the run's connection budget; `connections`: per large file;
-    `limit_rate`: bytes per second for the whole run. Raises an `HfgetError` subclass on failure; see
+    `limit_rate`: bytes per second for the whole run; `retries`: consecutive transient failures tolerated per file;
+    `stall_timeout`: seconds without a byte before a connection is dropped and retried. Raises an `HfgetError` subclass on failure; see
     `hfget.ExitCode` for what each means.
     """
     from ._transfer import TransferSettings
@@ -153,8 +165,11 @@ def download(
             raise UsageError(f"{name} must be at least 1.")
     if limit_rate is not None and limit_rate <= 0:
         raise UsageError("--limit-rate must be positive.")
+    if retries < 0 or stall_timeout <= 0:
+        raise UsageError("--retries must be 0 or more and --stall-timeout positive.")
     settings = TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
-                                jobs=min(jobs, max_connections), limit_rate=limit_rate)
+                                jobs=min(jobs, max_connections), limit_rate=limit_rate, retries=retries,
+                                stall_timeout=stall_timeout)
     target = resolve_target(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
         include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
@@ -167,13 +182,35 @@ class Download:
         self.target = target
         self.sink = sink
         self.settings = settings
+        self.endpoint_index = 0
         self._hub: HubMetadata | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.target.endpoints[self.endpoint_index]
 
     @property
     def hub(self) -> HubMetadata:
         if self._hub is None:
-            self._hub = HubMetadata(self.target.endpoint, self.target.token)
+            from ._retry import RetryPolicy
+
+            self._hub = HubMetadata(self.endpoint, self.target.token, policy=RetryPolicy(self.settings.retries),
+                                    on_retry=lambda what, reason, delay: self.sink.handle(
+                                        MetadataRetried(what, reason, delay)))
         return self._hub
+
+    def _metadata(self, call):
+        """`call(hub)` on the endpoint in use; if that endpoint cannot answer, on the next mirror."""
+        while True:
+            try:
+                return call(self.hub)
+            except NetworkError as error:
+                if self.endpoint_index + 1 >= len(self.target.endpoints):
+                    raise
+                previous = self.endpoint
+                self.endpoint_index += 1
+                self._hub = None
+                self.sink.handle(MirrorSwitched(previous, self.endpoint, error.message))
 
     def run(self) -> Path:
         started = time.monotonic()
@@ -208,7 +245,8 @@ class Download:
                     hint="Unset HF_HUB_OFFLINE, or pass the commit with --revision.",
                 )
         else:
-            commit, endpoint = self.hub.resolve_commit(target.repo, target.revision), target.endpoint
+            commit = self._metadata(lambda hub: hub.resolve_commit(target.repo, target.revision))
+            endpoint = self.endpoint
         self.sink.handle(RevisionResolved(str(target.repo), target.revision, commit, endpoint))
         return commit
 
@@ -221,7 +259,7 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        files = self.hub.list_files(self.target.repo, commit)
+        files = self._metadata(lambda hub: hub.list_files(self.target.repo, commit))
         self.target.store.prepare()
         self.target.store.write_listing(commit, files)
         return files
@@ -277,13 +315,14 @@ class Download:
                     raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
                 self.sink.handle(FileDone(follower.path, follower.size, 0))
 
+        settings = dataclasses.replace(self.settings, endpoints=self.target.endpoints[self.endpoint_index:])
         transfers = Transfers(
-            endpoint=self.target.endpoint,
+            endpoint=self.endpoint,
             token=self.target.token,
             sink=self.sink,
-            settings=self.settings,
+            settings=settings,
             partial_path=store.partial_path,
-            resolve_url=lambda f: resolve_url(self.target.endpoint, self.target.repo, commit, f.path),
+            resolve_url=lambda f, endpoint: resolve_url(endpoint, self.target.repo, commit, f.path),
             on_verified=publish,
         )
         failures, received = transfers.run(plan.to_fetch)

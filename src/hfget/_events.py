@@ -44,6 +44,24 @@ class FileRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class MirrorSwitched:
+    """The rest of the run (partial files included) moved to the next endpoint."""
+
+    previous: str
+    endpoint: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataRetried:
+    """A revision or listing request failed transiently and will be sent again."""
+
+    what: str
+    reason: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
 class FileDone:
     path: str
     size: int
@@ -66,7 +84,8 @@ class DownloadFinished:
     failed: int
 
 
-Event = RevisionResolved | DownloadPlanned | FileStarted | FileRetried | FileDone | FileFailed | DownloadFinished
+Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried | FileDone
+         | FileFailed | DownloadFinished)
 
 
 class Sink(Protocol):

@@ -102,11 +102,16 @@ def _scoped(endpoint: str, timeout: float) -> Iterator[None]:
 class HubMetadata:
     """Revision lookups and listings against one endpoint, with one token (or none)."""
 
-    def __init__(self, endpoint: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: str, token: str | None, *, timeout: float = 30.0, policy=None,
+                 on_retry=None) -> None:
         from huggingface_hub import HfApi
+
+        from ._retry import RetryPolicy
 
         self.endpoint = endpoint
         self.timeout = timeout
+        self.policy = policy or RetryPolicy()
+        self.on_retry = on_retry
         self._api = HfApi(
             endpoint=endpoint, token=token or False, library_name="hfget", library_version=__version__
         )
@@ -114,9 +119,9 @@ class HubMetadata:
     def resolve_commit(self, repo: Repo, revision: str) -> str:
         """The commit a branch, tag or `refs/pr/N` points at now (one request)."""
         with self._translated(repo, revision), _scoped(self.endpoint, self.timeout):
-            info = self._api.repo_info(
+            info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: self._api.repo_info(
                 repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout
-            )
+            ))
         if not info.sha:
             raise NetworkError(f"{self.endpoint} gave no commit for {repo}@{revision}.")
         return info.sha
@@ -126,13 +131,13 @@ class HubMetadata:
         from huggingface_hub.hf_api import RepoFile
 
         with self._translated(repo, commit), _scoped(self.endpoint, self.timeout):
-            entries = [
+            entries = self._retrying(f"the file list of {repo}", lambda: [
                 entry
                 for entry in self._api.list_repo_tree(
                     repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type
                 )
                 if isinstance(entry, RepoFile)
-            ]
+            ])
         files = [
             RemoteFile(
                 path=e.path,
@@ -144,6 +149,34 @@ class HubMetadata:
             for e in entries
         ]
         return check_listing(files, repo)
+
+    def _retrying(self, what: str, call):
+        """Send again on connect errors, timeouts, 408, 429 and 5xx (huggingface_hub does not retry a revision
+        lookup); a refused connection gets 3 attempts, the rest the policy's budget."""
+        import time
+
+        import httpx2
+        from huggingface_hub.errors import HfHubHTTPError
+
+        from ._retry import RETRY_STATUSES
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except (httpx2.TransportError, HfHubHTTPError) as error:
+                status = _status(error)
+                refused = isinstance(error, httpx2.ConnectError)
+                transient = status in RETRY_STATUSES or (status is None and isinstance(error, httpx2.TransportError))
+                limit = min(3, self.policy.retries + 1) if refused else self.policy.retries + 1
+                if not transient or attempt >= limit or not self.policy.spend():
+                    raise
+                headers = getattr(getattr(error, "response", None), "headers", None)
+                delay = self.policy.delay(attempt, headers)
+                if self.on_retry is not None:
+                    self.on_retry(what, f"{_status(error) or type(error).__name__}", delay)
+                time.sleep(delay)
 
     @contextlib.contextmanager
     def _translated(self, repo: Repo, revision: str) -> Iterator[None]:

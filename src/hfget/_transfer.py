@@ -40,9 +40,10 @@ from urllib.parse import urljoin, urlsplit
 
 from . import _resume
 from ._errors import AuthError, FileDownloadError, HfgetError, InterruptedError_, VerificationError
-from ._events import FileRetried, FileStarted, Sink
+from ._events import FileRetried, FileStarted, MirrorSwitched, Sink
 from ._hub import RemoteFile
 from ._pieces import Ledger, Segment
+from ._retry import RETRY_STATUSES, Concurrency, RetryPolicy
 from ._verify import ContentHash
 from ._version import __version__
 
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     import httpx2
 
 _MAX_REDIRECTS = 10
-_RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 _SAVE_EVERY = 1.0  # seconds between resume-state writes of one file
 _HASH_BLOCK = 4 << 20
 _READ_SIZE = 256 << 10
@@ -62,8 +62,10 @@ class TransferSettings:
     connections_per_file: int = 8
     jobs: int = 32  # files in flight
     min_split: int = 4 << 20  # a range is split only if both halves keep this much; files under 2x are "small"
-    timeout: float = 30.0
-    attempts: int = 5  # transient failures tolerated per file (per range for large files) before giving up
+    connect_timeout: float = 10.0
+    stall_timeout: float = 30.0  # a connection that delivers no byte for this long is dropped and retried
+    retries: int = 5  # consecutive transient failures tolerated per file before it fails (see _retry.py)
+    endpoints: tuple[str, ...] = ()  # the endpoint in use first, then the mirrors to fail over to
     limit_rate: float | None = None  # bytes per second for the whole run
     # A file gets another connection only while its connections each run slower than this. Where a mirror or
     # CDN caps each stream, more connections multiply throughput; where one stream already runs this fast,
@@ -72,7 +74,16 @@ class TransferSettings:
 
 
 class _Transient(Exception):
-    """Worth another attempt from the bytes on disk (reset, truncated body, 5xx, expired URL)."""
+    """Worth another attempt from the bytes on disk (reset, truncated body, 5xx, 429, stall, expired URL).
+
+    `mirror_fault` says how much it speaks against the endpoint in use (see `Transfers._mirror_trouble`);
+    `missing` marks a 404 for a file the listing has: final, unless another mirror may have it."""
+
+    def __init__(self, message: str, *, received: int = 0, status: int | None = None, headers=None,
+                 mirror_fault: int = 0, missing: bool = False) -> None:
+        super().__init__(message)
+        self.received, self.status, self.headers = received, status, headers
+        self.mirror_fault, self.missing = mirror_fault, missing
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -80,7 +91,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
-def make_client(*, connections: int, timeout: float) -> "httpx2.Client":
+def make_client(*, connections: int, connect_timeout: float, stall_timeout: float) -> "httpx2.Client":
     import httpx2
     from httpcore2._sync.http11 import HTTP11Connection
 
@@ -91,7 +102,8 @@ def make_client(*, connections: int, timeout: float) -> "httpx2.Client":
 
     return httpx2.Client(
         limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=httpx2.Timeout(timeout, pool=None),
+        # read: the stall watchdog, the longest wait for the next byte of a body
+        timeout=httpx2.Timeout(connect=connect_timeout, read=stall_timeout, write=stall_timeout, pool=None),
         follow_redirects=False,
         headers={"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"},
     )
@@ -122,7 +134,6 @@ class _Task:
 
     file: RemoteFile
     partial: Path
-    url: str  # the resolve URL at the commit
     large: bool
     location: str | None = None  # the CDN URL the resolve URL redirected to, reused for every range
     ledger: Ledger | None = None
@@ -158,10 +169,11 @@ class Transfers:
         sink: Sink,
         settings: TransferSettings,
         partial_path: Callable[[RemoteFile], Path],
-        resolve_url: Callable[[RemoteFile], str],
+        resolve_url: Callable[[RemoteFile, str], str],
         on_verified: Callable[[RemoteFile, Path, int], None],
     ) -> None:
-        self.endpoint_origin = _origin(endpoint)
+        self.endpoints = list(settings.endpoints or (endpoint,))
+        self.endpoint_index = 0
         self.token = token
         self.sink = sink
         self.settings = settings
@@ -170,6 +182,11 @@ class Transfers:
         self.on_verified = on_verified
         self.cancel = threading.Event()
         self.limiter = RateLimiter(settings.limit_rate, self.cancel) if settings.limit_rate else None
+        self.policy = RetryPolicy(settings.retries)
+        self.concurrency = Concurrency(settings.max_connections)
+        self._busy = 0  # workers with work in hand
+        self._trouble = 0  # evidence against the endpoint in use since its last good answer
+        self._trouble_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending: deque[_Task] = deque()
         self._running: list[_Task] = []
@@ -182,11 +199,12 @@ class Transfers:
         """Fetch every file; return the per-file failures and the bytes received. Raises on fatal errors."""
         settings = self.settings
         for file in files:
-            self._pending.append(_Task(file, self.partial_path(file), self.resolve_url(file),
+            self._pending.append(_Task(file, self.partial_path(file),
                                        large=file.size >= 2 * settings.min_split and settings.connections_per_file > 1))
         workers = min(settings.max_connections, sum(settings.connections_per_file if t.large else 1
                                                      for t in self._pending))
-        self.client = make_client(connections=settings.max_connections, timeout=settings.timeout)
+        self.client = make_client(connections=settings.max_connections, connect_timeout=settings.connect_timeout,
+                                  stall_timeout=settings.stall_timeout)
         threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-{i}") for i in range(workers)]
         threads.append(threading.Thread(target=self._hasher, daemon=True, name="hfget-hash"))
         for thread in threads:
@@ -235,6 +253,9 @@ class Transfers:
         with self._cond:
             while not self.cancel.is_set():
                 now = time.monotonic()
+                if self._busy >= self.concurrency.current():  # 429s narrowed the run (AIMD)
+                    self._cond.wait(0.25)
+                    continue
                 for task in self._running:  # 1. another connection for a running large file
                     if task.large and task.ledger is not None and not task.finished and task.retry_at <= now \
                             and task.connections < self._cap(task):
@@ -242,10 +263,12 @@ class Transfers:
                             segment = task.ledger.claim(allow_split=task.ranges_ok is True)
                         if segment is not None:
                             task.connections += 1
+                            self._busy += 1
                             return task, segment
                 if self._pending and len(self._running) < self.settings.jobs:  # 2. the next file
                     task = self._pending.popleft()
                     self._running.append(task)
+                    self._busy += 1
                     return task, None
                 if not self._pending and not self._running:
                     return None
@@ -287,6 +310,10 @@ class Transfers:
                     self._fail_large(task, error)
                 else:
                     self._done_with(task, error)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify()
 
     # -- small files: one request, front to back, hashed inline -------------------------------------------------
 
@@ -309,12 +336,8 @@ class Transfers:
                 task.verify_attempt = 2
                 self.sink.handle(FileRetried(file.path, error.message))
             except _Transient as error:
-                received += getattr(error, "received", 0)
-                if attempt >= self.settings.attempts:
-                    raise FileDownloadError(file.path, f"{file.path}: {error}",
-                                            hint="Run the command again to resume from the bytes on disk.") from None
-                self.sink.handle(FileRetried(file.path, str(error)))
-                self._sleep(0.5 * 2 ** (attempt - 1))
+                received += error.received
+                self._sleep(self._after_failure(task, error, attempt))
 
     def _stream_small(self, task: _Task) -> int:
         import httpx2
@@ -351,9 +374,9 @@ class Transfers:
             finally:
                 response.close()
         except httpx2.TransportError as error:
-            raise _transient(f"{type(error).__name__}: {error or 'connection lost'}", received) from None
+            raise _from_transport(error, received) from None
         if content.length < file.size:
-            raise _transient(f"connection closed at {content.length} of {file.size} bytes", received)
+            raise _Transient(f"connection closed at {content.length} of {file.size} bytes", received=received)
         return _verified(content, received)
 
     # -- large files: ranges over several connections -----------------------------------------------------------
@@ -390,7 +413,7 @@ class Transfers:
                 self._check_reply(response, file, segment.position, asked_end)
                 if response.status_code == 200:  # the whole body: the server ignores Range
                     if task.ranges_ok:
-                        raise _Transient("the server ignored Range this time")
+                        raise _Transient("the server ignored Range this time", mirror_fault=1)
                     segment = self._one_stream(task)
                 elif not task.ranges_ok:
                     with self._cond:
@@ -400,7 +423,7 @@ class Transfers:
             finally:
                 response.close()
         except httpx2.TransportError as error:
-            self._segment_failed(task, segment, _Transient(f"{type(error).__name__}: {error or 'connection lost'}"))
+            self._segment_failed(task, segment, _from_transport(error, 0))
             return
         except _Transient as error:
             self._segment_failed(task, segment, error)
@@ -448,6 +471,7 @@ class Transfers:
                 ledger.record(segment, len(chunk))
                 grew = ledger.contiguous_prefix() - before
             task.received += len(chunk)
+            task.failures = 0  # bytes arrive: the file's retry budget starts again
             self._measure(task, len(chunk))
             self._count(file, len(chunk))
             if grew and ledger.contiguous_prefix() - task.hashed >= _HASH_BLOCK or ledger.complete:
@@ -471,15 +495,55 @@ class Transfers:
     def _segment_failed(self, task: _Task, segment: Segment, error: _Transient) -> None:
         self._release(task, segment)
         task.failures += 1
-        if task.failures > self.settings.attempts * max(1, self.settings.connections_per_file):
-            self._fail_large(task, FileDownloadError(
-                task.file.path, f"{task.file.path}: {error}",
-                hint="Run the command again to resume from the bytes on disk."))
+        try:
+            delay = self._after_failure(task, error, task.failures)
+        except FileDownloadError as final:
+            self._fail_large(task, final)
             return
-        if "HTTP 401" in str(error) or "HTTP 403" in str(error) or "HTTP 410" in str(error):
-            task.location = None  # an expired signed URL: resolve again
-        task.retry_at = time.monotonic() + min(8.0, 0.25 * 2 ** min(task.failures, 5))
-        self.sink.handle(FileRetried(task.file.path, str(error)))
+        task.retry_at = time.monotonic() + delay
+
+    def _after_failure(self, task: _Task, error: _Transient, attempt: int) -> float:
+        """Decide on a transient failure: the delay before trying again, or a final FileDownloadError."""
+        path = task.file.path
+        if error.status == 429:
+            allowed = self.concurrency.rate_limited()
+            self.sink.handle(FileRetried(path, f"{error} (rate limited: {allowed} requests at once now)"))
+        switched = self._mirror_trouble(error) if error.mirror_fault else False
+        if error.missing and not switched:
+            raise FileDownloadError(path, f"{path}: listed, but {self.endpoint} answers 404 for it.",
+                                    hint="The mirror may be out of date: try again later or add another --mirror.")
+        if attempt > self.settings.retries or not self.policy.spend():
+            raise FileDownloadError(path, f"{path}: {error} (after {attempt} attempts).",
+                                    hint="Run the command again to resume from the bytes on disk.")
+        delay = 0.0 if switched else self.policy.delay(attempt, error.headers)
+        if error.status != 429:
+            self.sink.handle(FileRetried(path, f"{error}; retrying in {delay:.1f}s"))
+        return delay
+
+    # -- the endpoint in use, and failing over to the next mirror ------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self.endpoint_index]
+
+    def _mirror_trouble(self, error: _Transient) -> bool:
+        """Count evidence against the endpoint; at 3 points move the rest of the run to the next mirror."""
+        with self._trouble_lock:
+            self._trouble += error.mirror_fault
+            if self._trouble < 3 or self.endpoint_index + 1 >= len(self.endpoints):
+                return False
+            old = self.endpoint
+            self.endpoint_index += 1
+            self._trouble = 0
+        for task in list(self._running) + list(self._pending):
+            task.location = None  # CDN links came from the old mirror
+        self.sink.handle(MirrorSwitched(old, self.endpoint, str(error)))
+        return True
+
+    def _endpoint_answered(self) -> None:
+        if self._trouble:
+            with self._trouble_lock:
+                self._trouble = 0
 
     def _release(self, task: _Task, segment: Segment) -> None:
         with task.lock:
@@ -526,7 +590,7 @@ class Transfers:
         self._done_with(task, task.received)
 
     def _restart(self, task: _Task) -> None:
-        fresh = _Task(task.file, task.partial, task.url, large=True, verify_attempt=2, received=task.received)
+        fresh = _Task(task.file, task.partial, large=True, verify_attempt=2, received=task.received)
         with self._cond:
             if task in self._running:
                 self._running.remove(task)
@@ -581,39 +645,45 @@ class Transfers:
 
     def _open(self, task: _Task, range_header: str | None) -> "httpx2.Response":
         """GET with Range, following redirects; the token only ever goes to the endpoint's origin."""
-        url = task.location or task.url
+        endpoint = self.endpoint
+        endpoint_origin = _origin(endpoint)
+        url = task.location or self.resolve_url(task.file, endpoint)
         for _ in range(_MAX_REDIRECTS):
             headers = {"Range": range_header} if range_header else {}
-            if self.token and _origin(url) == self.endpoint_origin:
+            if self.token and _origin(url) == endpoint_origin:
                 headers["Authorization"] = f"Bearer {self.token}"
             response = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
             location = response.headers.get("Location")
             if response.is_redirect and location:
                 response.close()
                 url = urljoin(url, location)
-                if _origin(url) != self.endpoint_origin:
+                if _origin(url) != endpoint_origin:
                     task.location = url  # the CDN: reuse it for the other ranges of this file
                 continue
             if response.status_code >= 400:
-                self._raise_for_status(response, task)
+                self._raise_for_status(response, task, on_endpoint=_origin(url) == endpoint_origin)
+            self._endpoint_answered()
             return response
         raise FileDownloadError(task.file.path, f"{task.file.path}: too many redirects.")
 
-    def _raise_for_status(self, response: "httpx2.Response", task: _Task) -> None:
+    def _raise_for_status(self, response: "httpx2.Response", task: _Task, *, on_endpoint: bool) -> None:
         status, host, path = response.status_code, response.url.host, task.file.path
+        headers = dict(response.headers)
         response.close()
-        on_endpoint = _origin(str(response.url)) == self.endpoint_origin
-        if status in _RETRY_STATUSES:
-            raise _transient(f"HTTP {status} from {host}", 0)
+        if status in RETRY_STATUSES:
+            raise _Transient(f"HTTP {status} from {host}", status=status, headers=headers,
+                             mirror_fault=1 if status >= 500 else 0)
         if status in (401, 403) and on_endpoint:
             raise AuthError(f"{path}: the endpoint refused access ({status}).",
                             hint="Pass a token with --token or HF_TOKEN that may read this repo.")
         if status in (401, 403, 410):  # a signed CDN URL that expired: resolve again
             task.location = None
-            raise _transient(f"HTTP {status} from {host} (expired link, resolving again)", 0)
-        if status == 404:
-            raise FileDownloadError(path, f"{path}: listed, but the endpoint answers 404 for it.",
-                                    hint="The mirror may be out of date: try again later or use another --mirror.")
+            raise _Transient(f"HTTP {status} from {host} (expired link, resolving again)", status=status)
+        if status == 404 and on_endpoint:
+            raise _Transient(f"HTTP 404 from {host}", status=status, mirror_fault=3, missing=True)
+        if status == 404:  # the CDN lost it: the Hub may point elsewhere next time
+            task.location = None
+            raise _Transient(f"HTTP 404 from {host}", status=status, mirror_fault=1)
         if status == 416:
             raise FileDownloadError(path, f"{path}: the server has fewer bytes than the {task.file.size} listed.")
         raise FileDownloadError(path, f"{path}: HTTP {status} from {host}.")
@@ -681,9 +751,15 @@ def _size(path: Path) -> int | None:
         return None
 
 
-def _transient(message: str, received: int) -> _Transient:
-    error = _Transient(message)
-    error.received = received  # type: ignore[attr-defined]
-    return error
+def _from_transport(error: Exception, received: int) -> _Transient:
+    """httpx2's transport errors, weighed as evidence against the endpoint (connect and stall weigh most)."""
+    import httpx2
+
+    name = type(error).__name__
+    if isinstance(error, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+        return _Transient(f"cannot connect ({name}: {error})", received=received, mirror_fault=2)
+    if isinstance(error, httpx2.ReadTimeout):
+        return _Transient("stalled: no byte for the --stall-timeout", received=received, mirror_fault=2)
+    return _Transient(f"{name}: {error or 'connection lost'}", received=received)
 
 

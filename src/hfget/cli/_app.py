@@ -78,7 +78,7 @@ def download(
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", "-X",
                                                          help="Glob of files to skip (repeatable).")] = None,
     mirror: Annotated[Optional[list[str]], typer.Option("--mirror", "-m",
-                                                        help="Mirror host or URL, e.g. hf-mirror.com.")] = None,
+                                                        help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")] = None,
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Hub URL [default: HF_ENDPOINT, "
                                                     "else https://huggingface.co].")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="HF cache folder [default: "
@@ -95,6 +95,11 @@ def download(
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
                                                       help="Cap the run's bandwidth, e.g. 20M or 500K "
                                                       "(bytes per second).")] = None,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=100,
+                                         help="Transient failures tolerated in a row per file.")] = 5,
+    stall_timeout: Annotated[float, typer.Option("--stall-timeout", min=0.1, metavar="SECONDS",
+                                                 help="Drop and retry a connection that sends no byte for this "
+                                                 "long.")] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
@@ -107,7 +112,8 @@ def download(
             repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
             include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
             token=token, jobs=jobs, max_connections=max_connections, connections=connections,
-            limit_rate=parse_rate(limit_rate) if limit_rate else None, sink=sink,
+            limit_rate=parse_rate(limit_rate) if limit_rate else None, retries=retries,
+            stall_timeout=stall_timeout, sink=sink,
         )
     print(path)
 

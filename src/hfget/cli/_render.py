@@ -17,6 +17,8 @@ from .._events import (
     FileFailed,
     FileRetried,
     FileStarted,
+    MetadataRetried,
+    MirrorSwitched,
     RevisionResolved,
 )
 
@@ -44,6 +46,10 @@ def describe(event: Event) -> str | None:
                 f"{human_bytes(event.bytes_to_fetch)}{resumed}")
     if isinstance(event, FileRetried):
         return f"retrying {event.path}: {event.reason}"
+    if isinstance(event, MirrorSwitched):
+        return f"switching from {event.previous} to {event.endpoint}: {event.reason}"
+    if isinstance(event, MetadataRetried):
+        return f"retrying {event.what} in {event.delay:.1f}s: {event.reason}"
     if isinstance(event, FileFailed):
         return f"failed {event.message}"
     if isinstance(event, DownloadFinished):
