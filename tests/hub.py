@@ -22,7 +22,10 @@ Authorization header came, status), so tests assert on traffic. Knobs a test may
 - `latency`: seconds every request waits before its first byte (a round trip to a far server);
 - `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
 - `cdn_url_uses`: how many requests one signed CDN URL serves before it answers 403 (expired);
-- `ignore_range`: answer every GET with 200 and the whole body, as some proxies do.
+- `ignore_range`: answer every GET with 200 and the whole body, as some proxies do;
+- `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
+  429 with `Retry-After` or `RateLimit`...), a reset after N body bytes, a stall of S seconds after N bytes, or a
+  chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
 `max_concurrent_cdn_gets` is the most CDN bodies it was sending at once.
 
 Bodies go out with `socket.sendfile` when no knob is in the way, so the server is not the bottleneck.
@@ -36,8 +39,10 @@ import hmac
 import http.server
 import json
 import os
+import random
 import re
 import socket
+import struct
 import socketserver
 import threading
 import time
@@ -83,6 +88,28 @@ class Repo:
     granted_tokens: set[str] = field(default_factory=set)
 
 
+@dataclass
+class Fault:
+    """One misbehaviour, for the next `times` requests whose path contains `match` (on `origin`, if given)."""
+
+    kind: str  # "status", "reset", "stall" or "chunked"
+    match: str = ""
+    origin: str | None = None
+    times: int = 1
+    status: int = 503
+    headers: dict = field(default_factory=dict)
+    after: int = 0  # body bytes sent before a reset or a stall
+    seconds: float = 0.0  # length of a stall
+    skip: int = 0  # matching requests to let through untouched first
+
+    def applies(self, origin: str, method: str, path: str, *, body: bool) -> bool:
+        if self.times <= 0 or method != "GET" or self.match not in path:
+            return False
+        if self.origin is not None and self.origin != origin:
+            return False
+        return (self.kind == "status") != body
+
+
 @dataclass(frozen=True)
 class Served:
     """One request as the server saw it."""
@@ -93,6 +120,7 @@ class Served:
     range: str | None
     authorized: bool  # an Authorization header was present
     status: int
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -124,6 +152,8 @@ class Hub:
         self.cdn_url_uses: int | None = None  # requests a signed CDN URL serves before it expires
         self._url_uses: dict[str, int] = {}
         self.ignore_range = False
+        self.faults: list[Fault] = []
+        self._chaos: tuple[random.Random, float] | None = None
         self.max_concurrent_cdn_gets = 0
         self._cdn_gets = 0
         self.corrupt: dict[str, int] = {}  # repo path -> bodies still to corrupt
@@ -275,6 +305,33 @@ class Hub:
         signature = self.sign(blob.sha256, expires, nonce)
         return f"{self.cdn_url}/lfs/{blob.sha256}?expires={expires}&n={nonce}&sig={signature}&name={name}"
 
+    def chaos(self, seed: int, probability: float) -> None:
+        """From now on, each file request misbehaves with this probability, in a way drawn from `seed`."""
+        self._chaos = (random.Random(seed), probability)
+
+    def take_fault(self, origin: str, method: str, path: str, *, body: bool, size: int = 0) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.applies(origin, method, path, body=body):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
+                    fault.times -= 1
+                    return fault
+            if self._chaos is None or method != "GET" or ("/resolve/" not in path and origin != "cdn"):
+                return None
+            rng, probability = self._chaos
+            if rng.random() >= probability:
+                return None
+            if not body:
+                status = rng.choice([500, 502, 503, 504, 429, 408])
+                headers = {"Retry-After": "0"} if status == 429 else {}
+                return Fault("status", status=status, headers=headers)
+            kind = rng.choice(["reset", "stall", "corrupt"])
+            if kind == "corrupt":
+                return Fault("corrupt")
+            return Fault(kind, after=rng.randint(0, max(0, size - 1)), seconds=rng.choice([0.2, 3.0]))
+
     def take_corruption(self, repo_path: str) -> bool:
         with self._lock:
             left = self.corrupt.get(repo_path, 0)
@@ -335,6 +392,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self.method = method
         self.status = 0
+        arrived = time.monotonic()
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
         hub = self.server.hub
@@ -343,6 +401,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if hub.latency:
             time.sleep(hub.latency)
         try:
+            fault = hub.take_fault(self.server.origin, method, unquote(self.raw_path), body=False)
+            if fault is not None:
+                raise _HttpError(fault.status, f"fault injected: {fault.status}", headers=dict(fault.headers))
             if self.server.origin == "cdn":
                 self._cdn()
             elif (match := _API.match(self.raw_path)) is not None:
@@ -371,6 +432,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     range=self.headers.get("Range"),
                     authorized=self.headers.get("Authorization") is not None,
                     status=self.status,
+                    at=arrived,
                 )
             )
 
@@ -542,7 +604,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_blob(self, blob: Blob, repo_path: str, headers: dict) -> None:
         start, end, status = 0, blob.size, 200
-        range_header = None if self.server.hub.ignore_range else self.headers.get("Range")
+        fault = self.server.hub.take_fault(self.server.origin, self.method, unquote(self.raw_path), body=True,
+                                           size=blob.size)
+        chunked = fault is not None and fault.kind == "chunked"
+        ignore_range = self.server.hub.ignore_range or chunked
+        range_header = None if ignore_range else self.headers.get("Range")
         if range_header and blob.size > 0:
             match = _RANGE.match(range_header.strip())
             if match is None:
@@ -557,12 +623,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 raise _HttpError(416, "Range Not Satisfiable", headers={"Content-Range": f"bytes */{blob.size}"})
             status = 206
             headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{blob.size}"}
-        headers = {**headers, "Content-Length": str(end - start), "Content-Type": "application/octet-stream"}
+        if chunked:
+            headers = {**headers, "Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"}
+        else:
+            headers = {**headers, "Content-Length": str(end - start), "Content-Type": "application/octet-stream"}
         self._start(status, headers)
         if self.method == "HEAD":
             return
         hub = self.server.hub
-        corrupt = hub.take_corruption(repo_path)
+        if fault is not None and fault.kind in ("reset", "stall", "chunked"):
+            return self._misbehave(fault, blob, start, end)
+        corrupt = hub.take_corruption(repo_path) or (fault is not None and fault.kind == "corrupt")
         counted = self.server.origin == "cdn"
         if counted:
             with hub._lock:
@@ -574,6 +645,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if counted:
                 with hub._lock:
                     hub._cdn_gets -= 1
+
+    def _misbehave(self, fault: Fault, blob: Blob, start: int, end: int) -> None:
+        with open(blob.disk_path, "rb") as f:
+            f.seek(start)
+            if fault.kind == "chunked":
+                while chunk := f.read(min(1 << 16, end - f.tell())):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            first = min(fault.after, end - start)
+            if first:
+                self.connection.sendall(f.read(first))
+            if fault.kind == "stall":
+                time.sleep(fault.seconds)
+                rest = f.read(end - start - first)
+                self.connection.sendall(rest)
+                return
+        # reset: an RST, not a polite close
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     def _send_file(self, blob: Blob, start: int, end: int, corrupt: bool) -> None:
         with open(blob.disk_path, "rb") as f:

@@ -156,6 +156,7 @@ class _Task:
     hash_done: threading.Event = field(default_factory=threading.Event)
     finished: bool = False
     published: bool = False  # verified and moved into place: its resume state must not come back
+    started: bool = False  # FileStarted was reported
 
 
 class Transfers:
@@ -185,6 +186,7 @@ class Transfers:
         self.policy = RetryPolicy(settings.retries)
         self.concurrency = Concurrency(settings.max_connections)
         self._busy = 0  # workers with work in hand
+        self._paused_until = 0.0  # a 429's Retry-After: no new request before then
         self._trouble = 0  # evidence against the endpoint in use since its last good answer
         self._trouble_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -253,8 +255,8 @@ class Transfers:
         with self._cond:
             while not self.cancel.is_set():
                 now = time.monotonic()
-                if self._busy >= self.concurrency.current():  # 429s narrowed the run (AIMD)
-                    self._cond.wait(0.25)
+                if self._busy >= self.concurrency.current() or now < self._paused_until:  # 429s (AIMD)
+                    self._cond.wait(min(0.25, max(0.01, self._paused_until - now)))
                     continue
                 for task in self._running:  # 1. another connection for a running large file
                     if task.large and task.ledger is not None and not task.finished and task.retry_at <= now \
@@ -266,14 +268,32 @@ class Transfers:
                             self._busy += 1
                             return task, segment
                 if self._pending and len(self._running) < self.settings.jobs:  # 2. the next file
-                    task = self._pending.popleft()
-                    self._running.append(task)
-                    self._busy += 1
-                    return task, None
+                    task = self._next_pending(now)
+                    if task is not None:
+                        self._running.append(task)
+                        self._busy += 1
+                        return task, None
                 if not self._pending and not self._running:
                     return None
                 self._cond.wait(0.25)
         return None
+
+    def _next_pending(self, now: float) -> _Task | None:
+        """The first waiting file whose retry time has come (files waiting to retry sit at the back)."""
+        for index, task in enumerate(self._pending):
+            if task.retry_at <= now:
+                del self._pending[index]
+                return task
+        return None
+
+    def _requeue(self, task: _Task, delay: float) -> None:
+        """Give the worker back while this file waits to retry, so the scheduler keeps the limits."""
+        task.retry_at = time.monotonic() + delay
+        with self._cond:
+            if task in self._running:
+                self._running.remove(task)
+            self._pending.append(task)
+            self._cond.notify_all()
 
     def _cap(self, task: _Task) -> int:
         """Until a 206 proves that Range works, one connection (the probe); then one more at a time, up to
@@ -300,7 +320,9 @@ class Transfers:
             task, segment = work
             try:
                 if not task.large:
-                    self._done_with(task, self._fetch_small(task))
+                    outcome = self._fetch_small(task)
+                    if outcome is not None:
+                        self._done_with(task, outcome)
                 elif segment is None:
                     self._start_large(task)
                 else:
@@ -317,27 +339,31 @@ class Transfers:
 
     # -- small files: one request, front to back, hashed inline -------------------------------------------------
 
-    def _fetch_small(self, task: _Task) -> int:
+    def _fetch_small(self, task: _Task) -> int | None:
+        """Fetch and publish a small file; None if it went back to the queue to retry later."""
         file, partial = task.file, task.partial
-        on_disk = _size(partial)
-        self.sink.handle(FileStarted(file.path, file.size, on_disk if on_disk is not None and on_disk <= file.size else 0))
-        received = 0
-        attempt = 0
+        if not task.started:
+            task.started = True
+            on_disk = _size(partial)
+            self.sink.handle(FileStarted(file.path, file.size, on_disk if on_disk and on_disk <= file.size else 0))
         while True:
-            attempt += 1
             try:
-                received += self._stream_small(task)
-                self.on_verified(file, partial, received)
-                return received
+                task.received += self._stream_small(task)
             except VerificationError as error:
                 _resume.discard(partial)
                 if task.verify_attempt == 2:
                     raise _twice(file, error) from None
                 task.verify_attempt = 2
                 self.sink.handle(FileRetried(file.path, error.message))
+                continue
             except _Transient as error:
-                received += error.received
-                self._sleep(self._after_failure(task, error, attempt))
+                task.received += error.received
+                if error.status != 429:
+                    task.failures += 1
+                self._requeue(task, self._after_failure(task, error, task.failures))
+                return None
+            self.on_verified(file, partial, task.received)
+            return task.received
 
     def _stream_small(self, task: _Task) -> int:
         import httpx2
@@ -505,9 +531,17 @@ class Transfers:
     def _after_failure(self, task: _Task, error: _Transient, attempt: int) -> float:
         """Decide on a transient failure: the delay before trying again, or a final FileDownloadError."""
         path = task.file.path
-        if error.status == 429:
+        if error.status == 429:  # the whole run slows down: not this file's fault, not its budget
+            if not self.policy.spend():
+                raise FileDownloadError(path, f"{path}: still rate limited after the run's retries.",
+                                        hint="Wait a few minutes, then run the command again to resume.")
+            delay = self.policy.delay(attempt, error.headers)
             allowed = self.concurrency.rate_limited()
-            self.sink.handle(FileRetried(path, f"{error} (rate limited: {allowed} requests at once now)"))
+            with self._cond:
+                self._paused_until = max(self._paused_until, time.monotonic() + delay)
+            self.sink.handle(FileRetried(path, f"{error}: rate limited, {allowed} requests at once now, "
+                                               f"pausing {delay:.1f}s"))
+            return delay
         switched = self._mirror_trouble(error) if error.mirror_fault else False
         if error.missing and not switched:
             raise FileDownloadError(path, f"{path}: listed, but {self.endpoint} answers 404 for it.",
@@ -516,8 +550,7 @@ class Transfers:
             raise FileDownloadError(path, f"{path}: {error} (after {attempt} attempts).",
                                     hint="Run the command again to resume from the bytes on disk.")
         delay = 0.0 if switched else self.policy.delay(attempt, error.headers)
-        if error.status != 429:
-            self.sink.handle(FileRetried(path, f"{error}; retrying in {delay:.1f}s"))
+        self.sink.handle(FileRetried(path, f"{error}; retrying in {delay:.1f}s"))
         return delay
 
     # -- the endpoint in use, and failing over to the next mirror ------------------------------------------------
@@ -668,7 +701,7 @@ class Transfers:
 
     def _raise_for_status(self, response: "httpx2.Response", task: _Task, *, on_endpoint: bool) -> None:
         status, host, path = response.status_code, response.url.host, task.file.path
-        headers = dict(response.headers)
+        headers = response.headers  # case-insensitive, still readable once closed
         response.close()
         if status in RETRY_STATUSES:
             raise _Transient(f"HTTP {status} from {host}", status=status, headers=headers,
