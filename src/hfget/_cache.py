@@ -41,6 +41,7 @@ class Store(Protocol):
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
     def is_present(self, commit: str, file: RemoteFile) -> bool: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
+    def lock_path(self, file: RemoteFile) -> Path: ...
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None: ...
     def finish(self, revision: str, commit: str) -> None: ...
 
@@ -134,6 +135,10 @@ class CacheStore:
 
     def partial_path(self, file: RemoteFile) -> Path:
         return self.storage / "blobs" / f"{file.etag}{PARTIAL_SUFFIX}"
+
+    def lock_path(self, file: RemoteFile) -> Path:
+        """huggingface_hub's own lock for this blob, so hfget and hf download also take turns."""
+        return self.cache_dir / ".locks" / self.storage.name / f"{file.etag}.lock"
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
         blob = self._blob(file)
@@ -245,6 +250,11 @@ class LocalDirStore:
 
         metadata = get_local_download_paths(self.root, file.path).metadata_path
         return metadata.with_name(f"{Path(file.path).name}.{file.etag}{PARTIAL_SUFFIX}")
+
+    def lock_path(self, file: RemoteFile) -> Path:
+        # not huggingface_hub's `<path>.lock`: it takes that one around every metadata read and write, which
+        # hfget does through its functions while it holds its own lock
+        return self.partial_path(file).with_name(f"{Path(file.path).name}.{file.etag}.hfget.lock")
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
         from huggingface_hub._local_folder import write_download_metadata

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import _resume
 from ._cache import CacheStore, LocalDirStore, Store
 from ._errors import (
     EntryNotFoundError,
@@ -278,12 +279,9 @@ class Download:
                 followers.setdefault(leader.path, []).append(file)
         on_disk = {}
         for file in to_fetch:
-            try:
-                size = store.partial_path(file).stat().st_size
-            except OSError:
-                continue
-            if size <= file.size:
-                on_disk[file.path] = size
+            resumable = _resume.resumable_bytes(store.partial_path(file), file)
+            if resumable:
+                on_disk[file.path] = resumable
         if to_fetch and self.target.offline:
             raise NetworkError(
                 f"HF_HUB_OFFLINE is set and {len(to_fetch)} files of {self.target.repo} are not in the cache "
@@ -315,6 +313,16 @@ class Download:
                     raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
                 self.sink.handle(FileDone(follower.path, follower.size, 0))
 
+        def present(file: RemoteFile) -> bool:
+            """Another process fetched it while we waited: link it, report it, fetch nothing."""
+            if not (store.is_present(commit, file) or store.adopt_blob(commit, file)):
+                return False
+            self.sink.handle(FileDone(file.path, file.size, 0))
+            for follower in plan.followers.get(file.path, ()):
+                if store.adopt_blob(commit, follower) or store.is_present(commit, follower):
+                    self.sink.handle(FileDone(follower.path, follower.size, 0))
+            return True
+
         settings = dataclasses.replace(self.settings, endpoints=self.target.endpoints[self.endpoint_index:])
         transfers = Transfers(
             endpoint=self.endpoint,
@@ -324,6 +332,8 @@ class Download:
             partial_path=store.partial_path,
             resolve_url=lambda f, endpoint: resolve_url(endpoint, self.target.repo, commit, f.path),
             on_verified=publish,
+            lock_path=store.lock_path,
+            already_done=present,
         )
         failures, received = transfers.run(plan.to_fetch)
         for failure in failures:

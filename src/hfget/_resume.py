@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -62,3 +64,89 @@ def save(partial: Path, file: RemoteFile, done: list[Range]) -> None:
 def discard(partial: Path) -> None:
     partial.unlink(missing_ok=True)
     state_path(partial).unlink(missing_ok=True)
+
+
+# -- who owns a partial file -------------------------------------------------------------------------------------
+#
+# A partial file at rest (a run stopped, or died) has the "parked" name `<...>.hfget.incomplete`. A run that
+# works on it first renames it to a name of its own, `<...>.hfget-<host>-<pid>-<random>.incomplete`: a rename is
+# atomic, so of several processes (four CI jobs on one cache) exactly one gets it, and no two ever write one
+# file, whether or not the advisory locks work (on NFS and Lustre `flock` may silently do nothing). A run that
+# stops parks its partial again; one that is killed leaves its own name behind, which a later run adopts once
+# that process is gone (same host, dead pid) or the file has not changed for an hour.
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+_STALE = 3600.0
+
+
+def _base(parked: Path) -> str:
+    return parked.name.removesuffix(".hfget.incomplete")
+
+
+def owned_name(parked: Path) -> Path:
+    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}.incomplete")
+
+
+def _orphans(parked: Path) -> list[Path]:
+    found = []
+    for path in parked.parent.glob(f"{_base(parked)}.hfget-*.incomplete"):
+        owner = path.name[len(_base(parked)) + len(".hfget-"):].removesuffix(".incomplete").split("-")
+        try:
+            host, pid = owner[0], int(owner[1])
+            age = time.time() - path.stat().st_mtime
+        except (IndexError, ValueError, OSError):
+            continue
+        if (host == _HOST and not _alive(pid)) or age > _STALE:
+            found.append(path)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def claim(parked: Path) -> Path:
+    """A partial of our own for this file: the parked one or an orphan if there is one (renamed), else a new name."""
+    owned = owned_name(parked)
+    for candidate in [parked, *_orphans(parked)]:
+        try:
+            os.rename(state_path(candidate), state_path(owned))
+        except FileNotFoundError:
+            pass
+        try:
+            os.rename(candidate, owned)
+            return owned
+        except FileNotFoundError:
+            state_path(owned).unlink(missing_ok=True)  # someone else took that partial first
+    return owned
+
+
+def park(owned: Path, parked: Path) -> None:
+    """Hand our partial to the next run under the parked name (unless another run parked one meanwhile)."""
+    if not owned.exists():
+        return
+    try:
+        os.link(owned, parked)  # never replaces: an existing parked partial stays as it is
+    except FileExistsError:
+        return
+    except OSError:
+        return  # no hard links here: the partial stays under our name, adopted later as an orphan
+    try:
+        os.replace(state_path(owned), state_path(parked))
+    except FileNotFoundError:
+        pass
+    owned.unlink(missing_ok=True)
+
+
+def resumable_bytes(parked: Path, file: RemoteFile) -> int:
+    """Bytes of `file` a run can take over from the parked partial or an orphan (for the plan's numbers)."""
+    best = 0
+    for candidate in [parked, *_orphans(parked)]:
+        best = max(best, sum(b - a for a, b in load(candidate, file)))
+    return best

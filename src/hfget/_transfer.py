@@ -133,8 +133,9 @@ class _Task:
     """One file in flight."""
 
     file: RemoteFile
-    partial: Path
+    parked: Path  # where a partial of this file waits between runs (see _resume.claim)
     large: bool
+    partial: Path | None = None  # our own partial, once claimed
     location: str | None = None  # the CDN URL the resolve URL redirected to, reused for every range
     ledger: Ledger | None = None
     fd: int | None = None
@@ -157,6 +158,8 @@ class _Task:
     finished: bool = False
     published: bool = False  # verified and moved into place: its resume state must not come back
     started: bool = False  # FileStarted was reported
+    file_lock: object = None  # the advisory lock that says "this process fetches it"
+    waiting: bool = False  # another process holds the lock
 
 
 class Transfers:
@@ -172,6 +175,8 @@ class Transfers:
         partial_path: Callable[[RemoteFile], Path],
         resolve_url: Callable[[RemoteFile, str], str],
         on_verified: Callable[[RemoteFile, Path, int], None],
+        lock_path: Callable[[RemoteFile], Path] | None = None,
+        already_done: Callable[[RemoteFile], bool] = lambda file: False,
     ) -> None:
         self.endpoints = list(settings.endpoints or (endpoint,))
         self.endpoint_index = 0
@@ -181,6 +186,8 @@ class Transfers:
         self.partial_path = partial_path
         self.resolve_url = resolve_url
         self.on_verified = on_verified
+        self.lock_path = lock_path
+        self.already_done = already_done
         self.cancel = threading.Event()
         self.limiter = RateLimiter(settings.limit_rate, self.cancel) if settings.limit_rate else None
         self.policy = RetryPolicy(settings.retries)
@@ -239,8 +246,10 @@ class Transfers:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.client.close()
-        for task in self._running:  # connections that did not stop in time: save what is known
+        for task in list(self._running):  # save what is known, hand the partials to the next run
             self._save_state(task, force=True)
+            self._park(task)
+            self._unlock(task)
 
     def _next_result(self):
         while True:  # short waits, so Ctrl-C reaches the main thread promptly
@@ -313,7 +322,59 @@ class Transfers:
                 self._running.remove(task)
             task.finished = True
             self._cond.notify_all()
+        if isinstance(outcome, BaseException):
+            self._park(task)
+        self._unlock(task)
         self._results.put((task.file, outcome))
+
+    # -- one process per file: advisory lock, and a partial of our own ------------------------------------------
+
+    def _begin(self, task: _Task) -> str:
+        """"go" once this process owns the file; "wait" while another process fetches it; "done" if it did."""
+        if task.partial is not None:
+            return "go"
+        if task.file_lock is None and not self._lock(task):
+            return "wait"
+        if task.waiting and self.already_done(task.file):
+            self._unlock(task)
+            return "done"
+        task.partial = _resume.claim(task.parked)
+        return "go"
+
+    def _lock(self, task: _Task) -> bool:
+        if self.lock_path is None or os.environ.get("HFGET_LOCKS") == "0":
+            return True
+        import filelock
+
+        path = self.lock_path(task.file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = filelock.FileLock(str(path), timeout=0, mode=0o664, thread_local=False)
+            lock.acquire()
+        except filelock.Timeout:
+            if not task.waiting:
+                task.waiting = True
+                self.sink.handle(FileRetried(task.file.path, "another process is fetching it: waiting for it"))
+            return False
+        except (OSError, NotImplementedError):
+            return True  # no locks here: owned partial names keep it correct (_resume.claim)
+        task.file_lock = lock
+        return True
+
+    def _unlock(self, task: _Task) -> None:
+        lock, task.file_lock = task.file_lock, None
+        if lock is not None:
+            try:
+                lock.release()
+            except OSError:
+                pass
+
+    def _park(self, task: _Task) -> None:
+        if task.partial is not None and not task.published:
+            try:
+                _resume.park(task.partial, task.parked)
+            except OSError:
+                pass
 
     def _worker(self) -> None:
         while (work := self._next_work()) is not None:
@@ -341,6 +402,12 @@ class Transfers:
 
     def _fetch_small(self, task: _Task) -> int | None:
         """Fetch and publish a small file; None if it went back to the queue to retry later."""
+        state = self._begin(task)
+        if state == "wait":
+            self._requeue(task, 0.5)
+            return None
+        if state == "done":
+            return 0
         file, partial = task.file, task.partial
         if not task.started:
             task.started = True
@@ -408,6 +475,13 @@ class Transfers:
     # -- large files: ranges over several connections -----------------------------------------------------------
 
     def _start_large(self, task: _Task) -> None:
+        state = self._begin(task)
+        if state == "wait":
+            self._requeue(task, 0.5)
+            return
+        if state == "done":
+            self._done_with(task, 0)
+            return
         file = task.file
         ledger = Ledger(file.size, _resume.load(task.partial, file), min_split=self.settings.min_split)
         task.resumed = ledger.done_bytes
@@ -623,7 +697,9 @@ class Transfers:
         self._done_with(task, task.received)
 
     def _restart(self, task: _Task) -> None:
-        fresh = _Task(task.file, task.partial, large=True, verify_attempt=2, received=task.received)
+        fresh = _Task(task.file, task.parked, large=True, verify_attempt=2, received=task.received,
+                      file_lock=task.file_lock)
+        task.file_lock = None
         with self._cond:
             if task in self._running:
                 self._running.remove(task)
