@@ -121,6 +121,7 @@ class Served:
     authorized: bool  # an Authorization header was present
     status: int
     at: float = 0.0  # time.monotonic() when the request arrived
+    sent: int = 0  # body bytes written to the socket
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -392,6 +393,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self.method = method
         self.status = 0
+        self.sent = 0
         arrived = time.monotonic()
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
@@ -433,6 +435,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     authorized=self.headers.get("Authorization") is not None,
                     status=self.status,
                     at=arrived,
+                    sent=self.sent,
                 )
             )
 
@@ -672,7 +675,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self.server.hub.rate is None and not corrupt:
                 self.wfile.flush()
                 if end > start:
-                    self.connection.sendfile(f, offset=start, count=end - start)
+                    self.sent += self.connection.sendfile(f, offset=start, count=end - start)
                 return
             self._send_slowly(f, start, end, corrupt)
 
@@ -693,6 +696,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self.connection.sendfile(f, offset=position, count=count)
             position += count
+            self.sent += count
             if rate:
                 ahead = (position - start) / rate - (time.monotonic() - began)
                 if ahead > 0:
