@@ -32,6 +32,7 @@ from ._errors import (
     IncompleteDownloadError,
     NetworkError,
     NotFoundError,
+    StorageError,
     UsageError,
 )
 from ._events import (
@@ -150,6 +151,7 @@ def download(
     limit_rate: float | None = None,
     retries: int = 5,
     stall_timeout: float = 30.0,
+    space_check: bool = True,
     sink: Sink | None = None,
 ) -> Path:
     """Download `repo` (or only `files` of it) and return the snapshot folder (or `local_dir`).
@@ -170,7 +172,7 @@ def download(
         raise UsageError("--retries must be 0 or more and --stall-timeout positive.")
     settings = TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
                                 jobs=min(jobs, max_connections), limit_rate=limit_rate, retries=retries,
-                                stall_timeout=stall_timeout)
+                                stall_timeout=stall_timeout, space_check=space_check)
     target = resolve_target(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
         include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
@@ -282,6 +284,9 @@ class Download:
             resumable = _resume.resumable_bytes(store.partial_path(file), file)
             if resumable:
                 on_disk[file.path] = resumable
+        missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
+        if to_fetch and self.settings.space_check:
+            _check_space(store.output_path(commit), missing_bytes)
         if to_fetch and self.target.offline:
             raise NetworkError(
                 f"HF_HUB_OFFLINE is set and {len(to_fetch)} files of {self.target.repo} are not in the cache "
@@ -339,6 +344,29 @@ class Download:
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))
         return failures, received
+
+
+def _check_space(target: Path, needed: int) -> None:
+    """Stop before the first byte if the files cannot fit (partial files already on disk count as fetched)."""
+    import shutil
+
+    folder = target
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    margin = 16 << 20  # the listing, metadata and filesystem blocks
+    if needed + margin > free:
+        raise StorageError(
+            f"Not enough space at {folder}: {_gb(needed)} GB still to download, {_gb(free)} GB free.",
+            hint="Free some space or use another --cache-dir/--local-dir; --no-space-check tries anyway.",
+        )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f}"
 
 
 def select(files: list[RemoteFile], target: Target) -> list[RemoteFile]:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from . import _resume
-from ._errors import AuthError, FileDownloadError, HfgetError, InterruptedError_, VerificationError
+from ._errors import AuthError, FileDownloadError, HfgetError, InterruptedError_, StorageError, VerificationError
 from ._events import FileRetried, FileStarted, MirrorSwitched, Sink
 from ._hub import RemoteFile
 from ._pieces import Ledger, Segment
@@ -66,6 +66,7 @@ class TransferSettings:
     stall_timeout: float = 30.0  # a connection that delivers no byte for this long is dropped and retried
     retries: int = 5  # consecutive transient failures tolerated per file before it fails (see _retry.py)
     endpoints: tuple[str, ...] = ()  # the endpoint in use first, then the mirrors to fail over to
+    space_check: bool = True  # compare what is still to fetch with the free space before starting
     limit_rate: float | None = None  # bytes per second for the whole run
     # A file gets another connection only while its connections each run slower than this. Where a mirror or
     # CDN caps each stream, more connections multiply throughput; where one stream already runs this fast,
@@ -389,6 +390,8 @@ class Transfers:
                 else:
                     self._run_segment(task, segment)
             except BaseException as error:
+                if isinstance(error, OSError) and not isinstance(error, HfgetError):
+                    error = _storage_error(error, task)
                 if task.large:
                     self._fail_large(task, error)
                 else:
@@ -851,6 +854,17 @@ def _twice(file: RemoteFile, error: HfgetError) -> VerificationError:
 def _too_long(file: RemoteFile) -> FileDownloadError:
     return FileDownloadError(file.path, f"{file.path}: the server sent more than the {file.size} bytes listed; "
                              "discarded.")
+
+
+def _storage_error(error: OSError, task: _Task) -> StorageError:
+    import errno
+
+    where = task.partial or task.parked
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"No space left on the device while writing {task.file.path} ({where.parent}).",
+                            hint="Free some space, then run the same command again: the partial file is kept.")
+    return StorageError(f"Cannot write {where}: {error.strerror or error}.",
+                        hint="Check the permissions and free space of the target folder.")
 
 
 def _size(path: Path) -> int | None:

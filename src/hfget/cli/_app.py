@@ -100,6 +100,8 @@ def download(
     stall_timeout: Annotated[float, typer.Option("--stall-timeout", min=0.1, metavar="SECONDS",
                                                  help="Drop and retry a connection that sends no byte for this "
                                                  "long.")] = 30.0,
+    no_space_check: Annotated[bool, typer.Option("--no-space-check",
+                                                  help="Start even if the free space looks too small.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
@@ -113,7 +115,7 @@ def download(
             include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
             token=token, jobs=jobs, max_connections=max_connections, connections=connections,
             limit_rate=parse_rate(limit_rate) if limit_rate else None, retries=retries,
-            stall_timeout=stall_timeout, sink=sink,
+            stall_timeout=stall_timeout, space_check=not no_space_check, sink=sink,
         )
     print(path)
 
