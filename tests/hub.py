@@ -154,6 +154,7 @@ class Hub:
         self._url_uses: dict[str, int] = {}
         self.ignore_range = False
         self.faults: list[Fault] = []
+        self.tamper_tree = None  # a function that rewrites the tree's entries (a hostile or broken mirror)
         self._chaos: tuple[random.Random, float] | None = None
         self.max_concurrent_cdn_gets = 0
         self._cdn_gets = 0
@@ -309,6 +310,7 @@ class Hub:
     def chaos(self, seed: int, probability: float) -> None:
         """From now on, each file request misbehaves with this probability, in a way drawn from `seed`."""
         self._chaos = (random.Random(seed), probability)
+        self._chaos_bodies: set[str] = set()
 
     def take_fault(self, origin: str, method: str, path: str, *, body: bool, size: int = 0) -> Fault | None:
         with self._lock:
@@ -328,6 +330,9 @@ class Hub:
                 status = rng.choice([500, 502, 503, 504, 429, 408])
                 headers = {"Retry-After": "0"} if status == 429 else {}
                 return Fault("status", status=status, headers=headers)
+            if path in self._chaos_bodies:  # one misbehaving body per file: a fault, not a broken file
+                return None
+            self._chaos_bodies.add(path)
             kind = rng.choice(["reset", "stall", "corrupt"])
             if kind == "corrupt":
                 return Fault("corrupt")
@@ -513,6 +518,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _tree(self, repo: Repo, types: str, sha: str, revision: str, sub_path: str) -> None:
         recursive = self.query.get("recursive", ["false"])[0].lower() == "true"
         entries = _tree_entries(repo.commits[sha], sub_path, recursive)
+        if self.server.hub.tamper_tree is not None:
+            entries = self.server.hub.tamper_tree(entries)
         if sub_path and not entries and sub_path not in repo.commits[sha]:
             raise _HttpError(404, f"{sub_path} does not exist at {revision}", "EntryNotFound")
         cursor = self.query.get("cursor", [None])[0]
