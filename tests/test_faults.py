@@ -163,3 +163,26 @@ def test_a_mirror_missing_a_listed_file_fails_over_or_fails_that_file(tmp_path: 
     finally:
         stale.stop()
         good.stop()
+
+
+def test_ctrl_c_during_a_stalled_transfer_stops_within_a_second(hub: Hub, hf_home: Path):
+    import signal
+    import subprocess
+    import sys
+
+    hub.create_repo("org/model", {"model.safetensors": os.urandom(2 * MiB)})
+    hub.faults.append(Fault("stall", origin="cdn", after=MiB, seconds=30))
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    blobs = hf_home / "hub" / "models--org--model" / "blobs"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sum(p.stat().st_size for p in blobs.glob("*.incomplete")) < MiB:
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the stall
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 1.5
+    assert proc.returncode == hfget.ExitCode.INTERRUPTED
+    assert "Traceback" not in stderr
+    assert [p.stat().st_size for p in blobs.glob("*.hfget.incomplete")] == [MiB]  # parked, ready to resume

@@ -243,7 +243,7 @@ class Transfers:
         with self._cond:
             self._cond.notify_all()
         self._hash_queue.put(None)
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 0.5  # Ctrl-C must stop within a second; a thread stuck in a read is a daemon
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.client.close()
