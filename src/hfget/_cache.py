@@ -41,7 +41,7 @@ class Store(Protocol):
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
     def is_present(self, commit: str, file: RemoteFile) -> bool: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
-    def lock_path(self, file: RemoteFile) -> Path: ...
+    def lock_file(self) -> Path: ...
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None: ...
     def finish(self, revision: str, commit: str) -> None: ...
 
@@ -136,9 +136,9 @@ class CacheStore:
     def partial_path(self, file: RemoteFile) -> Path:
         return self.storage / "blobs" / f"{file.etag}{PARTIAL_SUFFIX}"
 
-    def lock_path(self, file: RemoteFile) -> Path:
-        """huggingface_hub's own lock for this blob, so hfget and hf download also take turns."""
-        return self.cache_dir / ".locks" / self.storage.name / f"{file.etag}.lock"
+    def lock_file(self) -> Path:
+        """Where hfget processes lock this repo's blobs (beside huggingface_hub's own lock files)."""
+        return self.cache_dir / ".locks" / self.storage.name / "hfget.lock"
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
         blob = self._blob(file)
@@ -251,10 +251,8 @@ class LocalDirStore:
         metadata = get_local_download_paths(self.root, file.path).metadata_path
         return metadata.with_name(f"{Path(file.path).name}.{file.etag}{PARTIAL_SUFFIX}")
 
-    def lock_path(self, file: RemoteFile) -> Path:
-        # not huggingface_hub's `<path>.lock`: it takes that one around every metadata read and write, which
-        # hfget does through its functions while it holds its own lock
-        return self.partial_path(file).with_name(f"{Path(file.path).name}.{file.etag}.hfget.lock")
+    def lock_file(self) -> Path:
+        return self.meta_root / "hfget.lock"
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
         from huggingface_hub._local_folder import write_download_metadata

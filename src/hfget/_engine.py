@@ -337,7 +337,7 @@ class Download:
             partial_path=store.partial_path,
             resolve_url=lambda f, endpoint: resolve_url(endpoint, self.target.repo, commit, f.path),
             on_verified=publish,
-            lock_path=store.lock_path,
+            lock_path=store.lock_file(),
             already_done=present,
         )
         failures, received = transfers.run(plan.to_fetch)

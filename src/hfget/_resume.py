@@ -87,10 +87,40 @@ def owned_name(parked: Path) -> Path:
     return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}.incomplete")
 
 
+_LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
+_LISTING_TTL = 5.0
+
+
+def _owned_names(folder: Path) -> dict[str, list[str]]:
+    """Partials owned by some process in `folder`, by base name: one directory scan per folder, not per file
+    (a repo of thousands of files would otherwise scan its blobs folder thousands of times)."""
+    now = time.monotonic()
+    cached = _LISTINGS.get(folder)
+    if cached is not None and now - cached[0] < _LISTING_TTL:
+        return cached[1]
+    names: dict[str, list[str]] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                base, marker, _ = entry.name.partition(".hfget-")
+                if marker and entry.name.endswith(".incomplete"):
+                    names.setdefault(base, []).append(entry.name)
+                elif entry.name.endswith(".hfget.incomplete"):
+                    names.setdefault(entry.name.removesuffix(".hfget.incomplete"), []).append(entry.name)
+    except OSError:
+        pass
+    _LISTINGS[folder] = (now, names)
+    return names
+
+
 def _orphans(parked: Path) -> list[Path]:
     found = []
-    for path in parked.parent.glob(f"{_base(parked)}.hfget-*.incomplete"):
-        owner = path.name[len(_base(parked)) + len(".hfget-"):].removesuffix(".incomplete").split("-")
+    base = _base(parked)
+    for name in _owned_names(parked.parent).get(base, ()):
+        if name == parked.name:
+            continue
+        path = parked.parent / name
+        owner = name[len(base) + len(".hfget-"):].removesuffix(".incomplete").split("-")
         try:
             host, pid = owner[0], int(owner[1])
             age = time.time() - path.stat().st_mtime
@@ -114,6 +144,8 @@ def _alive(pid: int) -> bool:
 def claim(parked: Path) -> Path:
     """A partial of our own for this file: the parked one or an orphan if there is one (renamed), else a new name."""
     owned = owned_name(parked)
+    if _quiet(parked):
+        return owned  # nothing to take over: spare the failing renames (this runs for every file)
     for candidate in [parked, *_orphans(parked)]:
         try:
             os.rename(state_path(candidate), state_path(owned))
@@ -125,6 +157,11 @@ def claim(parked: Path) -> Path:
         except FileNotFoundError:
             state_path(owned).unlink(missing_ok=True)  # someone else took that partial first
     return owned
+
+
+def _quiet(parked: Path) -> bool:
+    """No partial of this file in its folder, as of a scan at most a few seconds old."""
+    return _base(parked) not in _owned_names(parked.parent)
 
 
 def park(owned: Path, parked: Path) -> None:
