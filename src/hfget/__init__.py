@@ -4,7 +4,7 @@
     >>> path = hfget.download("org/name", mirrors=["hf-mirror.com"], include=["*.safetensors"])
 """
 
-from ._engine import download
+from ._engine import download, plan
 from ._errors import (
     AuthError,
     EntryNotFoundError,
@@ -33,6 +33,7 @@ from ._events import (
     MetadataRetried,
     MirrorSwitched,
     NullSink,
+    PlannedFile,
     RevisionResolved,
     Sink,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "NullSink",
+    "PlannedFile",
     "RepoNotFoundError",
     "RevisionNotFoundError",
     "RevisionResolved",
@@ -68,4 +70,5 @@ __all__ = [
     "VerificationError",
     "__version__",
     "download",
+    "plan",
 ]

@@ -43,6 +43,7 @@ from ._events import (
     MetadataRetried,
     MirrorSwitched,
     NullSink,
+    PlannedFile,
     RevisionResolved,
     Sink,
 )
@@ -75,6 +76,7 @@ class Plan:
     to_fetch: list[RemoteFile]  # one file per content: files with the same partial path share one fetch
     followers: dict[str, list[RemoteFile]]  # path fetched -> other files of the same content, linked after it
     on_disk: dict[str, int]  # path -> bytes already in its partial file
+    report: DownloadPlanned
 
     @property
     def files_to_write(self) -> int:
@@ -153,6 +155,7 @@ def download(
     stall_timeout: float = 30.0,
     space_check: bool = True,
     sink: Sink | None = None,
+    _dry_run: bool = False,
 ) -> Path:
     """Download `repo` (or only `files` of it) and return the snapshot folder (or `local_dir`).
 
@@ -177,7 +180,14 @@ def download(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
         include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
     )
-    return Download(target, sink or NullSink(), settings).run()
+    job = Download(target, sink or NullSink(), settings)
+    return job.plan_only() if _dry_run else job.run()
+
+
+def plan(repo: str, files: Sequence[str] = (), **options) -> DownloadPlanned:
+    """What `download(repo, files, **options)` would fetch: the matching files, their sizes, which are already
+    in the target, the totals and the free space. Requests metadata only; writes nothing."""
+    return download(repo, files, _dry_run=True, **options)  # type: ignore[return-value]
 
 
 class Download:
@@ -186,7 +196,9 @@ class Download:
         self.sink = sink
         self.settings = settings
         self.endpoint_index = 0
+        self.dry_run = False
         self._hub: HubMetadata | None = None
+        self._resolved: RevisionResolved | None = None
 
     @property
     def endpoint(self) -> str:
@@ -214,6 +226,13 @@ class Download:
                 self.endpoint_index += 1
                 self._hub = None
                 self.sink.handle(MirrorSwitched(previous, self.endpoint, error.message))
+
+    def plan_only(self) -> DownloadPlanned:
+        """What a run would do, with no file body requested and nothing written."""
+        self.dry_run = True
+        commit = self._resolve_commit()
+        selected = select(self._listing(commit), self.target)
+        return self._plan(commit, selected).report
 
     def run(self) -> Path:
         started = time.monotonic()
@@ -250,7 +269,8 @@ class Download:
         else:
             commit = self._metadata(lambda hub: hub.resolve_commit(target.repo, target.revision))
             endpoint = self.endpoint
-        self.sink.handle(RevisionResolved(str(target.repo), target.revision, commit, endpoint))
+        self._resolved = RevisionResolved(str(target.repo), target.revision, commit, endpoint)
+        self.sink.handle(self._resolved)
         return commit
 
     def _listing(self, commit: str) -> list[RemoteFile]:
@@ -263,13 +283,17 @@ class Download:
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
         files = self._metadata(lambda hub: hub.list_files(self.target.repo, commit))
-        self.target.store.prepare()
-        self.target.store.write_listing(commit, files)
+        if not self.dry_run:
+            self.target.store.prepare()
+            self.target.store.write_listing(commit, files)
         return files
 
     def _plan(self, commit: str, selected: list[RemoteFile]) -> Plan:
         store = self.target.store
-        missing = [f for f in selected if not store.is_present(commit, f) and not store.adopt_blob(commit, f)]
+        if self.dry_run:
+            missing = [f for f in selected if not store.is_present(commit, f)]
+        else:
+            missing = [f for f in selected if not store.is_present(commit, f) and not store.adopt_blob(commit, f)]
         to_fetch: list[RemoteFile] = []
         followers: dict[str, list[RemoteFile]] = {}
         leaders: dict[Path, RemoteFile] = {}
@@ -285,24 +309,34 @@ class Download:
             if resumable:
                 on_disk[file.path] = resumable
         missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
-        if to_fetch and self.settings.space_check:
-            _check_space(store.output_path(commit), missing_bytes)
-        if to_fetch and self.target.offline:
+        free = _free_space(store.output_path(commit))
+        if to_fetch and self.settings.space_check and not self.dry_run:
+            _check_space(store.output_path(commit), missing_bytes, free)
+        if to_fetch and self.target.offline and not self.dry_run:
             raise NetworkError(
                 f"HF_HUB_OFFLINE is set and {len(to_fetch)} files of {self.target.repo} are not in the cache "
                 f"(first: {to_fetch[0].path}).",
                 hint="Unset HF_HUB_OFFLINE to download them.",
             )
-        self.sink.handle(DownloadPlanned(
+        absent = {f.path for f in missing}
+        report = DownloadPlanned(
             files_total=len(selected),
             bytes_total=sum(f.size for f in selected),
             files_to_fetch=len(missing),
             bytes_to_fetch=sum(f.size for f in to_fetch) - sum(on_disk.values()),
             bytes_on_disk=sum(on_disk.values()),
-        ))
+            repo=str(self.target.repo),
+            revision=self.target.revision,
+            commit=commit,
+            path=store.output_path(commit),
+            files=tuple(PlannedFile(f.path, f.size, f.path not in absent, on_disk.get(f.path, 0))
+                        for f in sorted(selected, key=lambda f: f.path)),
+            free_bytes=free,
+        )
+        self.sink.handle(report)
         # the largest first: they set the length of the run
         to_fetch.sort(key=lambda f: f.size, reverse=True)
-        return Plan(commit, selected, to_fetch, followers, on_disk)
+        return Plan(commit, selected, to_fetch, followers, on_disk, report)
 
     def _run(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
         """Fetch the plan's files (see _transfer.py); publish each as soon as it is verified."""
@@ -346,17 +380,25 @@ class Download:
         return failures, received
 
 
-def _check_space(target: Path, needed: int) -> None:
-    """Stop before the first byte if the files cannot fit (partial files already on disk count as fetched)."""
+def _free_space(target: Path) -> int | None:
     import shutil
 
     folder = target
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        free = shutil.disk_usage(folder).free
+        return shutil.disk_usage(folder).free
     except OSError:
+        return None
+
+
+def _check_space(target: Path, needed: int, free: int | None) -> None:
+    """Stop before the first byte if the files cannot fit (partial files already on disk count as fetched)."""
+    if free is None:
         return
+    folder = target
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     margin = 16 << 20  # the listing, metadata and filesystem blocks
     if needed + margin > free:
         raise StorageError(

@@ -21,12 +21,26 @@ class RevisionResolved:
 
 
 @dataclass(frozen=True, slots=True)
+class PlannedFile:
+    path: str
+    size: int
+    present: bool  # already in the target, verified when it was published
+    on_disk: int = 0  # bytes a partial file already holds
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadPlanned:
     files_total: int
     bytes_total: int
     files_to_fetch: int
     bytes_to_fetch: int  # bytes not yet on disk, partial files counted as far as they go
     bytes_on_disk: int  # of the files to fetch, already in partial files
+    repo: str = ""
+    revision: str = ""
+    commit: str = ""
+    path: Path | None = None  # the snapshot folder or local dir the files go to
+    files: tuple[PlannedFile, ...] = ()
+    free_bytes: int | None = None  # free space at the target
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,28 @@ Exit codes: 0 ok, 1 some files failed, 2 usage, 3 not found, 4 authentication, 5
 """
 
 
+RepoArg = Annotated[str, typer.Argument(help="org/name, datasets/org/name, spaces/org/name, or a page URL.")]
+FilesArg = Annotated[Optional[list[str]], typer.Argument(help="Only these paths (a folder ends with /).")]
+RepoTypeOpt = Annotated[Optional[str], typer.Option("--repo-type", help="model, dataset or space.")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", "-r",
+                                                   help="Branch, tag, commit or refs/pr/N [default: main].")]
+IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", "-I", help="Glob of files to get (repeatable).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", "-X", help="Glob of files to skip (repeatable).")]
+MirrorOpt = Annotated[Optional[list[str]], typer.Option(
+    "--mirror", "-m", help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")]
+EndpointOpt = Annotated[Optional[str], typer.Option(
+    "--endpoint", help="Hub URL [default: HF_ENDPOINT, else https://huggingface.co].")]
+CacheDirOpt = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", help="HF cache folder [default: HF_HUB_CACHE, else $HF_HOME/hub].")]
+LocalDirOpt = Annotated[Optional[Path], typer.Option(
+    "--local-dir", help="Plain files in this folder instead of the cache.")]
+TokenOpt = Annotated[Optional[str], typer.Option(
+    "--token", help="Hub token [default: HF_TOKEN, else the saved login]. Sent to the endpoint only.",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Newline-delimited JSON events on stdout (see hfget._schema).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+
+
 class _DownloadByDefault(TyperGroup):
     """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
 
@@ -68,25 +90,17 @@ def _root(
 
 @app.command(epilog=EPILOG, no_args_is_help=True)
 def download(
-    repo: Annotated[str, typer.Argument(help="org/name, datasets/org/name, spaces/org/name, or a page URL.")],
-    files: Annotated[Optional[list[str]], typer.Argument(help="Only these paths (a folder ends with /).")] = None,
-    repo_type: Annotated[Optional[str], typer.Option("--repo-type", help="model, dataset or space.")] = None,
-    revision: Annotated[Optional[str], typer.Option("--revision", "-r",
-                                                    help="Branch, tag, commit or refs/pr/N [default: main].")] = None,
-    include: Annotated[Optional[list[str]], typer.Option("--include", "-I",
-                                                         help="Glob of files to get (repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", "-X",
-                                                         help="Glob of files to skip (repeatable).")] = None,
-    mirror: Annotated[Optional[list[str]], typer.Option("--mirror", "-m",
-                                                        help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")] = None,
-    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Hub URL [default: HF_ENDPOINT, "
-                                                    "else https://huggingface.co].")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="HF cache folder [default: "
-                                                      "HF_HUB_CACHE, else $HF_HOME/hub].")] = None,
-    local_dir: Annotated[Optional[Path], typer.Option("--local-dir", help="Plain files in this folder "
-                                                      "instead of the cache.")] = None,
-    token: Annotated[Optional[str], typer.Option("--token", help="Hub token [default: HF_TOKEN, else the "
-                                                 "saved login]. Sent to the endpoint only.", show_default=False)] = None,
+    repo: RepoArg,
+    files: FilesArg = None,
+    repo_type: RepoTypeOpt = None,
+    revision: RevisionOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    mirror: MirrorOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    local_dir: LocalDirOpt = None,
+    token: TokenOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 32,
     max_connections: Annotated[int, typer.Option("--max-connections", min=1, max=256,
                                                  help="Connections for the whole run.")] = 32,
@@ -102,22 +116,72 @@ def download(
                                                  "long.")] = 30.0,
     no_space_check: Annotated[bool, typer.Option("--no-space-check",
                                                   help="Start even if the free space looks too small.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched; fetch nothing.")] = False,
+    json_output: JsonOpt = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar or periodic lines.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the output path.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Download a repo (or some of its files) into the HF cache or a folder; print where it is."""
     from .. import _engine
 
-    sink = _make_sink(quiet)
+    sink = _make_sink(quiet, json_output, no_progress)
+    options = dict(repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
+                   include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
+                   token=token)
     with _errors_to_exit_codes(debug, sink):
+        if dry_run:
+            _show_plan(_engine.plan(repo, files or (), sink=_quiet_or(sink, json_output), **options), json_output)
+            return
         path = _engine.download(
-            repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
-            include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
-            token=token, jobs=jobs, max_connections=max_connections, connections=connections,
+            repo, files or (), jobs=jobs, max_connections=max_connections, connections=connections,
             limit_rate=parse_rate(limit_rate) if limit_rate else None, retries=retries,
-            stall_timeout=stall_timeout, space_check=not no_space_check, sink=sink,
+            stall_timeout=stall_timeout, space_check=not no_space_check, sink=sink, **options,
         )
-    print(path)
+    if not json_output:
+        print(path)
+
+
+@app.command("ls", epilog="Example:\n\n  hfget ls org/name -I '*.safetensors' --mirror hf-mirror.com")
+def list_files(
+    repo: RepoArg,
+    files: FilesArg = None,
+    repo_type: RepoTypeOpt = None,
+    revision: RevisionOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    mirror: MirrorOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    local_dir: LocalDirOpt = None,
+    token: TokenOpt = None,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List the files a download would get: sizes, which are cached, the totals, the free space (no body fetched)."""
+    from .. import _engine
+    from ._render import QuietSink
+
+    with _errors_to_exit_codes(debug, QuietSink()):
+        report = _engine.plan(repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint,
+                              mirrors=mirror or (), include=include or (), exclude=exclude or (),
+                              cache_dir=cache_dir, local_dir=local_dir, token=token)
+        _show_plan(report, json_output)
+
+
+def _quiet_or(sink, json_output: bool):
+    from ._render import QuietSink
+
+    return QuietSink() if json_output else sink
+
+
+def _show_plan(report, json_output: bool) -> None:
+    from ._render import plan_model, plan_table
+
+    if json_output:
+        print(plan_model(report, None).model_dump_json(indent=1))
+    else:
+        plan_table(report, sys.stdout)
 
 
 def parse_rate(text: str) -> float:
@@ -139,12 +203,16 @@ def parse_rate(text: str) -> float:
     raise UsageError(f"Not a rate: {text!r}.", hint="Use bytes per second such as 20M, 500K or 1.5Mi.")
 
 
-def _make_sink(quiet: bool):
-    from ._render import PlainSink, QuietSink, TerminalSink
+def _make_sink(quiet: bool, json_output: bool = False, no_progress: bool = False):
+    from ._render import JsonSink, PlainSink, QuietSink, TerminalSink
 
+    if json_output:
+        return JsonSink()
     if quiet:
         return QuietSink()
-    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") or not sys.stderr.isatty():
+    if no_progress or os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+        return PlainSink(periodic=False)
+    if not sys.stderr.isatty():
         return PlainSink()
     return TerminalSink()
 
@@ -181,6 +249,9 @@ class _errors_to_exit_codes:
             traceback.print_exception(error, file=sys.stderr)
         hint = f" {error.hint}" if error.hint else ""
         print(f"hfget: {error.message}{hint}", file=sys.stderr)
+        report = getattr(self.sink, "error", None)
+        if report is not None:
+            report(error)
         raise typer.Exit(error.exit_code)
 
 

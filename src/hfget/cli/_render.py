@@ -61,20 +61,39 @@ def describe(event: Event) -> str | None:
 
 
 class PlainSink:
-    """For logs and pipes: a line per notable event, no control characters."""
+    """For logs and pipes: a line per notable event and, every few seconds, a progress line; no control codes."""
 
-    def __init__(self, stream=None) -> None:
+    EVERY = 5.0
+
+    def __init__(self, stream=None, *, periodic: bool = True) -> None:
         self.stream = stream or sys.stderr
+        self.periodic = periodic
         self._lock = threading.Lock()
+        self._total = self._done = 0
+        self._started = self._last = time.monotonic()
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, DownloadPlanned):
+            self._total, self._done = event.bytes_to_fetch, 0
+            self._started = self._last = time.monotonic()
         line = describe(event)
         if line is not None:
             with self._lock:
                 print(line, file=self.stream, flush=True)
 
     def advance(self, path: str, nbytes: int) -> None:
-        pass
+        if not self.periodic:
+            return
+        with self._lock:
+            self._done += nbytes
+            now = time.monotonic()
+            if now - self._last < self.EVERY:
+                return
+            self._last = now
+            speed = self._done / max(now - self._started, 1e-6)
+            percent = f" ({self._done * 100 // self._total}%)" if self._total else ""
+            print(f"{human_bytes(self._done)} of {human_bytes(self._total)}{percent}, {human_bytes(speed)}/s",
+                  file=self.stream, flush=True)
 
 
 class QuietSink(PlainSink):
@@ -83,6 +102,9 @@ class QuietSink(PlainSink):
     def handle(self, event: Event) -> None:
         if isinstance(event, FileFailed):
             super().handle(event)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass
 
 
 class TerminalSink(PlainSink):
@@ -149,3 +171,82 @@ class TerminalSink(PlainSink):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class JsonSink:
+    """--json: newline-delimited JSON events on stdout (hfget._schema), nothing else there."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self._endpoint: str | None = None
+        self._results: dict[str, dict] = {}
+
+    def emit(self, model) -> None:
+        line = model.model_dump_json()
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def handle(self, event: Event) -> None:
+        from .. import _schema as s
+
+        if isinstance(event, RevisionResolved):
+            self._endpoint = event.endpoint
+        elif isinstance(event, DownloadPlanned):
+            self.emit(plan_model(event, self._endpoint))
+            for f in event.files:
+                self._results[f.path] = {"path": f.path, "size": f.size, "status": "present" if f.present
+                                         else "fetched"}
+        elif isinstance(event, FileStarted):
+            self.emit(s.FileStartedEvent(path=event.path, size=event.size, resumed_from=event.resumed_from))
+        elif isinstance(event, FileDone):
+            self._results.setdefault(event.path, {"path": event.path, "size": event.size}).update(
+                status="fetched", fetched=event.fetched)
+            self.emit(s.FileDoneEvent(path=event.path, size=event.size, fetched=event.fetched))
+        elif isinstance(event, FileRetried):
+            self.emit(s.RetryEvent(path=event.path, reason=event.reason))
+        elif isinstance(event, MetadataRetried):
+            self.emit(s.RetryEvent(path=None, reason=f"{event.what}: {event.reason}"))
+        elif isinstance(event, MirrorSwitched):
+            self.emit(s.MirrorSwitchedEvent(previous=event.previous, endpoint=event.endpoint, reason=event.reason))
+        elif isinstance(event, FileFailed):
+            self._results.setdefault(event.path, {"path": event.path, "size": 0}).update(
+                status="failed", message=event.message)
+            self.emit(s.ErrorEvent(path=event.path, message=event.message))
+        elif isinstance(event, DownloadFinished):
+            self.emit(s.SummaryEvent(
+                path=str(event.path), commit=event.commit, files_fetched=event.files_fetched,
+                bytes_fetched=event.bytes_fetched, seconds=round(event.seconds, 3), failed=event.failed,
+                files=[s.FileResult(**r) for r in self._results.values()],
+            ))
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass
+
+    def error(self, error) -> None:
+        from .. import _schema as s
+
+        self.emit(s.ErrorEvent(path=None, message=error.message, hint=error.hint, exit_code=int(error.exit_code)))
+
+
+def plan_model(event: DownloadPlanned, endpoint: str | None):
+    from .. import _schema as s
+
+    return s.PlanEvent(
+        repo=event.repo, revision=event.revision, commit=event.commit, endpoint=endpoint, path=str(event.path),
+        files_total=event.files_total, bytes_total=event.bytes_total, files_to_fetch=event.files_to_fetch,
+        bytes_to_fetch=event.bytes_to_fetch, bytes_on_disk=event.bytes_on_disk, free_bytes=event.free_bytes,
+        files=[s.PlanFile(path=f.path, size=f.size, present=f.present, on_disk=f.on_disk) for f in event.files],
+    )
+
+
+def plan_table(event: DownloadPlanned, stream) -> None:
+    """--dry-run and `ls` without --json: one line per file, then the totals. Plain text, no colour codes."""
+    for f in event.files:
+        state = "cached" if f.present else (f"partial {human_bytes(f.on_disk)}" if f.on_disk else "fetch")
+        print(f"{state:>18}  {human_bytes(f.size):>10}  {f.path}", file=stream)
+    free = human_bytes(event.free_bytes) if event.free_bytes is not None else "unknown"
+    print(f"{event.files_total} files, {human_bytes(event.bytes_total)}; to fetch: {event.files_to_fetch} files, "
+          f"{human_bytes(event.bytes_to_fetch)}; free at the target: {free}", file=stream)
+    print(f"{event.repo} @ {event.commit} -> {event.path}", file=stream)
