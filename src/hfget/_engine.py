@@ -164,6 +164,19 @@ def download(
     `stall_timeout`: seconds without a byte before a connection is dropped and retried. Raises an `HfgetError` subclass on failure; see
     `hfget.ExitCode` for what each means.
     """
+    settings = _settings(jobs=jobs, max_connections=max_connections, connections=connections,
+                         limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
+                         space_check=space_check)
+    target = resolve_target(
+        repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
+        include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
+    )
+    job = Download(target, sink or NullSink(), settings)
+    return job.plan_only() if _dry_run else job.run()
+
+
+def _settings(*, jobs: int = 32, max_connections: int = 32, connections: int = 8, limit_rate: float | None = None,
+              retries: int = 5, stall_timeout: float = 30.0, space_check: bool = True) -> "TransferSettings":
     from ._transfer import TransferSettings
 
     for name, value in (("--jobs", jobs), ("--max-connections", max_connections), ("--connections", connections)):
@@ -173,15 +186,9 @@ def download(
         raise UsageError("--limit-rate must be positive.")
     if retries < 0 or stall_timeout <= 0:
         raise UsageError("--retries must be 0 or more and --stall-timeout positive.")
-    settings = TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
-                                jobs=min(jobs, max_connections), limit_rate=limit_rate, retries=retries,
-                                stall_timeout=stall_timeout, space_check=space_check)
-    target = resolve_target(
-        repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
-        include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
-    )
-    job = Download(target, sink or NullSink(), settings)
-    return job.plan_only() if _dry_run else job.run()
+    return TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
+                            jobs=min(jobs, max_connections), limit_rate=limit_rate, retries=retries,
+                            stall_timeout=stall_timeout, space_check=space_check)
 
 
 def plan(repo: str, files: Sequence[str] = (), **options) -> DownloadPlanned:

@@ -169,6 +169,49 @@ def list_files(
         _show_plan(report, json_output)
 
 
+@app.command("verify", epilog="Examples:\n\n  hfget verify org/name\n\n  hfget verify org/name -r v1.0 --repair "
+             "--mirror hf-mirror.com\n\nExit code 0 when every file is good, 1 otherwise.")
+def verify_files(
+    repo: RepoArg,
+    files: FilesArg = None,
+    repo_type: RepoTypeOpt = None,
+    revision: RevisionOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    mirror: MirrorOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    local_dir: LocalDirOpt = None,
+    token: TokenOpt = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Fetch again only the bad and missing files.")] = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-hash a cached snapshot or a local dir against the listing (offline if need be); report bad files."""
+    from .. import _check
+
+    sink = _make_sink(True, False, True)
+    with _errors_to_exit_codes(debug, sink):
+        report = _check.verify(repo, files or (), repair=repair, sink=sink, repo_type=repo_type, revision=revision,
+                               endpoint=endpoint, mirrors=mirror or (), include=include or (),
+                               exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir, token=token)
+    if json_output:
+        import json
+
+        print(json.dumps({"repo": report.repo, "commit": report.commit, "path": str(report.path), "ok": report.ok,
+                          "repaired": list(report.repaired),
+                          "files": [{"path": f.path, "size": f.size, "status": f.status} for f in report.files]}))
+    else:
+        for check in report.files:
+            if check.status != "ok" or check.path in report.repaired:
+                fixed = " (repaired)" if check.path in report.repaired and check.status == "ok" else ""
+                print(f"{check.status:>8}  {check.path}{fixed}")
+        good = sum(1 for f in report.files if f.status == "ok")
+        print(f"{good} of {len(report.files)} files good in {report.path}")
+    if not report.ok:
+        raise typer.Exit(ExitCode.FAILED)
+
+
 def _quiet_or(sink, json_output: bool):
     from ._render import QuietSink
 
