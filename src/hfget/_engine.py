@@ -67,6 +67,7 @@ class Target:
     token: str | None = field(repr=False)
     store: Store
     offline: bool
+    quant: str | None = None
 
 
 @dataclass
@@ -96,6 +97,7 @@ def resolve_target(
     cache_dir: str | Path | None = None,
     local_dir: str | Path | None = None,
     token: str | None = None,
+    quant: str | None = None,
 ) -> Target:
     """Turn user input into a Target: endpoint = --endpoint, else the --mirrors in order, else the repo URL's
     host, else HF_ENDPOINT, else huggingface.co."""
@@ -131,6 +133,7 @@ def resolve_target(
         token=token or get_token(),
         store=store,
         offline=constants.is_offline_mode(),
+        quant=quant.strip() if quant else None,
     )
 
 
@@ -147,6 +150,7 @@ def download(
     cache_dir: str | Path | None = None,
     local_dir: str | Path | None = None,
     token: str | None = None,
+    quant: str | None = None,
     jobs: int = 32,
     max_connections: int = 32,
     connections: int = 8,
@@ -169,7 +173,7 @@ def download(
                          space_check=space_check)
     target = resolve_target(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
-        include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token,
+        include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant,
     )
     job = Download(target, sink or NullSink(), settings)
     return job.plan_only() if _dry_run else job.run()
@@ -423,17 +427,27 @@ def select(files: list[RemoteFile], target: Target) -> list[RemoteFile]:
     from huggingface_hub.utils import filter_repo_objects
 
     chosen = files
+    if target.quant:
+        from . import _quant
+
+        chosen = [f for f in files if _quant.matches(f.path, target.quant)]
+        if not chosen:
+            labels = _quant.available([f.path for f in files])
+            raise NotFoundError(
+                f"No GGUF file of {target.repo}@{target.revision} is quantised {target.quant}.",
+                hint=f"Available: {', '.join(labels)}." if labels else "This repo has no GGUF files.",
+            )
     if target.files:
-        by_path = {f.path: f for f in files}
+        by_path = {f.path: f for f in chosen}
         missing = [p for p in target.files
-                   if p not in by_path and not any(f.path.startswith(p.rstrip("/") + "/") for f in files)]
+                   if p not in by_path and not any(f.path.startswith(p.rstrip("/") + "/") for f in chosen)]
         if missing:
             raise EntryNotFoundError(
                 f"Not in {target.repo}@{target.revision}: {', '.join(missing)}.",
                 hint="Check the path (case matters) and the revision; a folder is written with a trailing '/'.",
             )
         wanted = set(target.files)
-        chosen = [f for f in files if f.path in wanted
+        chosen = [f for f in chosen if f.path in wanted
                   or any(f.path.startswith(p.rstrip("/") + "/") for p in wanted)]
     chosen = list(filter_repo_objects(
         chosen,

@@ -50,6 +50,8 @@ TokenOpt = Annotated[Optional[str], typer.Option(
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Newline-delimited JSON events on stdout (see hfget._schema).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+QuantOpt = Annotated[Optional[str], typer.Option(
+    "--quant", metavar="LABEL", help="Only the GGUF files of this quantisation, e.g. Q4_K_M (shards included).")]
 
 
 class _DownloadByDefault(TyperGroup):
@@ -101,6 +103,7 @@ def download(
     cache_dir: CacheDirOpt = None,
     local_dir: LocalDirOpt = None,
     token: TokenOpt = None,
+    quant: QuantOpt = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 32,
     max_connections: Annotated[int, typer.Option("--max-connections", min=1, max=256,
                                                  help="Connections for the whole run.")] = 32,
@@ -128,7 +131,7 @@ def download(
     sink = _make_sink(quiet, json_output, no_progress)
     options = dict(repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
                    include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
-                   token=token)
+                   token=token, quant=quant)
     with _errors_to_exit_codes(debug, sink):
         if dry_run:
             _show_plan(_engine.plan(repo, files or (), sink=_quiet_or(sink, json_output), **options), json_output)
@@ -155,6 +158,7 @@ def list_files(
     cache_dir: CacheDirOpt = None,
     local_dir: LocalDirOpt = None,
     token: TokenOpt = None,
+    quant: QuantOpt = None,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -165,7 +169,7 @@ def list_files(
     with _errors_to_exit_codes(debug, QuietSink()):
         report = _engine.plan(repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint,
                               mirrors=mirror or (), include=include or (), exclude=exclude or (),
-                              cache_dir=cache_dir, local_dir=local_dir, token=token)
+                              cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant)
         _show_plan(report, json_output)
 
 
