@@ -98,6 +98,7 @@ def resolve_target(
     local_dir: str | Path | None = None,
     token: str | None = None,
     quant: str | None = None,
+    offline: bool | None = None,
 ) -> Target:
     """Turn user input into a Target: endpoint = --endpoint, else the --mirrors in order, else the repo URL's
     host, else HF_ENDPOINT, else huggingface.co."""
@@ -132,7 +133,7 @@ def resolve_target(
         exclude=tuple(exclude),
         token=token or get_token(),
         store=store,
-        offline=constants.is_offline_mode(),
+        offline=constants.is_offline_mode() if offline is None else offline,
         quant=quant.strip() if quant else None,
     )
 
@@ -151,6 +152,7 @@ def download(
     local_dir: str | Path | None = None,
     token: str | None = None,
     quant: str | None = None,
+    offline: bool | None = None,
     jobs: int = 32,
     max_connections: int = 32,
     connections: int = 8,
@@ -174,6 +176,7 @@ def download(
     target = resolve_target(
         repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
         include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant,
+        offline=offline,
     )
     job = Download(target, sink or NullSink(), settings)
     return job.plan_only() if _dry_run else job.run()

@@ -216,6 +216,37 @@ def verify_files(
         raise typer.Exit(ExitCode.FAILED)
 
 
+@app.command("sync", epilog="Examples:\n\n  hfget sync                      # hfget.toml here; writes hfget.lock\n\n"
+             "  hfget sync ci/hfget.toml --frozen   # exactly the locked commits\n\n"
+             "  hfget sync --offline            # no request: exit 0 if the cache holds everything")
+def sync_manifest(
+    manifest: Annotated[Path, typer.Argument(help="The manifest of repos.")] = Path("hfget.toml"),
+    frozen: Annotated[bool, typer.Option("--frozen", help="Fetch exactly the commits in hfget.lock.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="No request: check the cache holds every locked "
+                                          "file.")] = False,
+    mirror: MirrorOpt = None,
+    endpoint: EndpointOpt = None,
+    cache_dir: CacheDirOpt = None,
+    token: TokenOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fetch every repo of a manifest (hfget.toml) and pin the commits in hfget.lock: a CI prefetch step."""
+    from .. import _sync
+
+    sink = _make_sink(quiet)
+    with _errors_to_exit_codes(debug, sink):
+        results = _sync.sync(manifest, frozen=frozen, offline=offline, sink=sink, mirrors=mirror or (),
+                             endpoint=endpoint, cache_dir=cache_dir, token=token)
+    missing = [(r.entry.id, m) for r in results for m in r.missing]
+    for repo_id, path in missing:
+        print(f"missing  {repo_id}: {path}")
+    for result in results:
+        print(f"{result.entry.id} @ {result.commit} -> {result.path}")
+    if missing:
+        raise typer.Exit(ExitCode.FAILED)
+
+
 def _quiet_or(sink, json_output: bool):
     from ._render import QuietSink
 

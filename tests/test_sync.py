@@ -1,0 +1,69 @@
+"""`hfget sync`: a manifest fetched and locked; --frozen keeps the locked commit; --offline checks the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hfget
+from hub import Hub
+
+MANIFEST = """
+[[repo]]
+id = "org/model"
+include = ["*.json"]
+
+[[repo]]
+id = "datasets/org/data"
+local_dir = "data"
+"""
+
+
+def _setup(hub: Hub, tmp_path: Path) -> Path:
+    hub.create_repo("org/model", {"config.json": b'{"v": 1}', "model.safetensors": b"W" * 100})
+    hub.create_repo("org/data", {"train.jsonl": b'{"x": 1}\n'}, repo_type="dataset")
+    manifest = tmp_path / "hfget.toml"
+    manifest.write_text(MANIFEST)
+    return manifest
+
+
+def test_sync_fetches_every_repo_and_writes_the_lock(hub: Hub, hf_home: Path, tmp_path: Path, run_hfget):
+    manifest = _setup(hub, tmp_path)
+    result = run_hfget("sync", str(manifest), "--endpoint", hub.url)
+    assert result.returncode == 0, result.stderr
+    lock = (tmp_path / "hfget.lock").read_text()
+    assert hub.repos[("model", "org/model")].refs["main"] in lock
+    assert hub.repos[("dataset", "org/data")].refs["main"] in lock
+    assert (tmp_path / "data" / "train.jsonl").read_bytes() == b'{"x": 1}\n'
+    snapshot = hf_home / "hub" / "models--org--model" / "snapshots" / hub.repos[("model", "org/model")].refs["main"]
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json"]
+
+
+def test_frozen_fetches_the_locked_commit_after_the_branch_moved(hub: Hub, hf_home: Path, tmp_path: Path, run_hfget):
+    manifest = _setup(hub, tmp_path)
+    assert run_hfget("sync", str(manifest), "--endpoint", hub.url).returncode == 0
+    locked = hub.repos[("model", "org/model")].refs["main"]
+    hub.commit("org/model", {"config.json": b'{"v": 2}'})
+    cache = hf_home / "other-cache"
+    hub.clear_log()
+
+    result = run_hfget("sync", str(manifest), "--endpoint", hub.url, "--frozen", "--cache-dir", str(cache))
+
+    assert result.returncode == 0, result.stderr
+    snapshot = cache / "models--org--model" / "snapshots" / locked
+    assert (snapshot / "config.json").read_bytes() == b'{"v": 1}'
+    assert not hub.requests(contains="/revision/main")  # the locked commit needed no lookup
+
+
+def test_offline_says_whether_the_cache_holds_everything(hub: Hub, hf_home: Path, tmp_path: Path, run_hfget):
+    manifest = _setup(hub, tmp_path)
+    assert run_hfget("sync", str(manifest), "--endpoint", hub.url).returncode == 0
+    hub.clear_log()
+
+    complete = run_hfget("sync", str(manifest), "--offline")
+    assert complete.returncode == 0, complete.stdout + complete.stderr
+
+    (tmp_path / "data" / "train.jsonl").unlink()
+    incomplete = run_hfget("sync", str(manifest), "--offline")
+    assert incomplete.returncode == hfget.ExitCode.FAILED
+    assert "missing  datasets/org/data: train.jsonl" in incomplete.stdout
+    assert hub.log == []  # no request at all
