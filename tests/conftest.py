@@ -28,6 +28,9 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private HF_HOME, so no test reads or writes the user's cache or token."""
     for name in TOKEN_ENV:
         monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("HFGET_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HFGET_CONFIG", str(tmp_path / "no-config.toml"))  # not the developer's own config
     home = tmp_path / "hf-home"
     home.mkdir()
     monkeypatch.setenv("HF_HOME", str(home))

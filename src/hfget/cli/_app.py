@@ -104,19 +104,21 @@ def download(
     local_dir: LocalDirOpt = None,
     token: TokenOpt = None,
     quant: QuantOpt = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=256, help="Files in flight at once.")] = 32,
-    max_connections: Annotated[int, typer.Option("--max-connections", min=1, max=256,
-                                                 help="Connections for the whole run.")] = 32,
-    connections: Annotated[int, typer.Option("--connections", "-c", min=1, max=64,
-                                             help="Connections for one large file (split into ranges).")] = 8,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, max=256,
+                                                help="Files in flight at once [default: 32].")] = None,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", min=1, max=256,
+                                                           help="Connections for the whole run [default: 32].")] = None,
+    connections: Annotated[Optional[int], typer.Option("--connections", "-c", min=1, max=64,
+                                                       help="Connections for one large file [default: 8].")] = None,
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
                                                       help="Cap the run's bandwidth, e.g. 20M or 500K "
                                                       "(bytes per second).")] = None,
-    retries: Annotated[int, typer.Option("--retries", min=0, max=100,
-                                         help="Transient failures tolerated in a row per file.")] = 5,
-    stall_timeout: Annotated[float, typer.Option("--stall-timeout", min=0.1, metavar="SECONDS",
-                                                 help="Drop and retry a connection that sends no byte for this "
-                                                 "long.")] = 30.0,
+    retries: Annotated[Optional[int], typer.Option("--retries", min=0, max=100,
+                                                   help="Transient failures tolerated in a row per file "
+                                                   "[default: 5].")] = None,
+    stall_timeout: Annotated[Optional[float], typer.Option("--stall-timeout", min=0.1, metavar="SECONDS",
+                                                           help="Drop and retry a connection that sends no byte "
+                                                           "for this long [default: 30].")] = None,
     no_space_check: Annotated[bool, typer.Option("--no-space-check",
                                                   help="Start even if the free space looks too small.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched; fetch nothing.")] = False,
@@ -126,20 +128,23 @@ def download(
     debug: DebugOpt = False,
 ) -> None:
     """Download a repo (or some of its files) into the HF cache or a folder; print where it is."""
-    from .. import _engine
+    from .. import _engine, _settings
 
     sink = _make_sink(quiet, json_output, no_progress)
-    options = dict(repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirror or (),
-                   include=include or (), exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir,
-                   token=token, quant=quant)
     with _errors_to_exit_codes(debug, sink):
+        cfg = _settings.load(dict(jobs=jobs, max_connections=max_connections, connections=connections,
+                                  limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
+                                  mirror=mirror or None))
+        options = dict(repo_type=repo_type, revision=revision, endpoint=endpoint,
+                       mirrors=_mirrors(repo, mirror, endpoint, cfg), include=include or (),
+                       exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant)
         if dry_run:
             _show_plan(_engine.plan(repo, files or (), sink=_quiet_or(sink, json_output), **options), json_output)
             return
         path = _engine.download(
-            repo, files or (), jobs=jobs, max_connections=max_connections, connections=connections,
-            limit_rate=parse_rate(limit_rate) if limit_rate else None, retries=retries,
-            stall_timeout=stall_timeout, space_check=not no_space_check, sink=sink, **options,
+            repo, files or (), jobs=cfg.jobs, max_connections=cfg.max_connections, connections=cfg.connections,
+            limit_rate=parse_rate(cfg.limit_rate) if cfg.limit_rate else None, retries=cfg.retries,
+            stall_timeout=cfg.stall_timeout, space_check=not no_space_check, sink=sink, **options,
         )
     if not json_output:
         print(path)
@@ -245,6 +250,33 @@ def sync_manifest(
         print(f"{result.entry.id} @ {result.commit} -> {result.path}")
     if missing:
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _mirrors(repo: str, flags: list[str] | None, endpoint: str | None, cfg) -> tuple[str, ...]:
+    """--mirror flags; else the configured mirrors, unless --endpoint, HF_ENDPOINT or a repo URL names one."""
+    if flags:
+        return tuple(flags)
+    if endpoint or "://" in repo or (os.environ.get("HF_ENDPOINT") and not os.environ.get("HFGET_MIRROR")):
+        return ()
+    return tuple(cfg.mirror)
+
+
+@app.command("config", epilog="Example:\n\n  HFGET_CONNECTIONS=4 hfget config")
+def show_config() -> None:
+    """Show the effective settings and where each comes from (flag, environment, config file, default)."""
+    from huggingface_hub import constants
+
+    from .. import _settings
+
+    print(f"config file: {_settings.config_path()}{'' if _settings.config_path().exists() else ' (absent)'}")
+    for name, (value, origin) in _settings.sources({}).items():
+        print(f"{name} = {value!r}  ({origin})")
+    for name, value in (("HF_ENDPOINT", constants.ENDPOINT), ("HF_HUB_CACHE", constants.HF_HUB_CACHE),
+                        ("HF_HUB_OFFLINE", constants.is_offline_mode())):
+        print(f"{name} = {value!r}  ({'environment' if name in os.environ else 'default'})")
+    token_origin = ("environment (HF_TOKEN)" if os.environ.get("HF_TOKEN") else
+                    "saved login" if os.path.exists(constants.HF_TOKEN_PATH) else None)
+    print(f"token = {'***' if token_origin else None}  ({token_origin or 'none'})")
 
 
 def _quiet_or(sink, json_output: bool):
