@@ -108,7 +108,10 @@ class QuietSink(PlainSink):
 
 
 class TerminalSink(PlainSink):
-    """A terminal: the plain lines, and one overall progress bar while files are in flight."""
+    """A terminal: one overall bar (bytes, speed, ETA, files done/total), a bar per large file in flight, redrawn
+    ten times a second; when the run ends the bars go and a one-line summary stays."""
+
+    LARGE = 8 << 20  # files this big get a bar of their own
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -117,18 +120,24 @@ class TerminalSink(PlainSink):
         self.console = Console(stderr=True)
         self.progress = None
         self.task = None
-        self._pending = 0
+        self._pending: dict[str, int] = {}
+        self._bars: dict[str, object] = {}
         self._last = 0.0
+        self._endpoint: str | None = None
 
     def handle(self, event: Event) -> None:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
 
+        if isinstance(event, RevisionResolved):
+            self._endpoint = event.endpoint
+        elif isinstance(event, MirrorSwitched):
+            self._endpoint = event.endpoint
         if isinstance(event, DownloadPlanned) and event.files_to_fetch:
             self.console.print(describe(event), highlight=False)
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TimeRemainingColumn(), console=self.console, transient=True,
+                TimeRemainingColumn(), console=self.console, transient=True, refresh_per_second=10,
             )
             self.files_total, self.files_done = event.files_to_fetch, 0
             self.task = self.progress.add_task(self._label(), total=event.bytes_to_fetch + event.bytes_on_disk,
@@ -136,9 +145,19 @@ class TerminalSink(PlainSink):
             self.progress.start()
             return
         if isinstance(event, FileStarted):
+            if self.progress is not None and event.size >= self.LARGE:
+                name = event.path if len(event.path) <= 40 else "…" + event.path[-39:]
+                with self._lock:
+                    self._bars[event.path] = self.progress.add_task(f"  {name}", total=event.size,
+                                                                    completed=event.resumed_from)
             return
         if isinstance(event, FileDone) and self.progress is not None:
+            self._flush()
             self.files_done += 1
+            with self._lock:
+                bar = self._bars.pop(event.path, None)
+            if bar is not None:
+                self.progress.remove_task(bar)
             self.progress.update(self.task, description=self._label())
             return
         if isinstance(event, DownloadFinished) and self.progress is not None:
@@ -147,6 +166,8 @@ class TerminalSink(PlainSink):
             self.progress = None
         line = describe(event)
         if line is not None:
+            if isinstance(event, DownloadFinished) and self._endpoint:
+                line += f" from {self._endpoint}"
             self.console.print(line, highlight=False, markup=False)
 
     def _label(self) -> str:
@@ -154,7 +175,7 @@ class TerminalSink(PlainSink):
 
     def advance(self, path: str, nbytes: int) -> None:
         with self._lock:
-            self._pending += nbytes
+            self._pending[path] = self._pending.get(path, 0) + nbytes
             now = time.monotonic()
             if now - self._last < 0.1:
                 return
@@ -163,9 +184,14 @@ class TerminalSink(PlainSink):
 
     def _flush(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, 0
-        if self.progress is not None and pending:
-            self.progress.update(self.task, advance=pending)
+            pending, self._pending = self._pending, {}
+            bars = dict(self._bars)
+        if self.progress is None or not pending:
+            return
+        self.progress.update(self.task, advance=sum(pending.values()))
+        for path, nbytes in pending.items():
+            if path in bars:
+                self.progress.update(bars[path], advance=nbytes)
 
     def close(self) -> None:
         if self.progress is not None:
