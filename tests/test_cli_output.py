@@ -93,7 +93,7 @@ def test_logs_on_a_non_terminal_carry_no_escape_codes(hub: Hub, repo, run_hfget)
 
 
 def test_every_command_has_help_with_an_example(run_hfget):
-    for command in ([], ["download"], ["ls"]):
+    for command in ([], ["download"], ["ls"], ["verify"], ["sync"], ["config"]):
         result = run_hfget(*command, "--help")
         assert result.returncode == 0
         assert "Example" in result.stdout, command
