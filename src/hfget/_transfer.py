@@ -608,7 +608,7 @@ class Transfers:
                     if segment.end == file.size:
                         raise _too_long(file)
                     chunk = chunk[:room]
-                os.pwrite(fd, chunk, segment.position)
+                _pwrite(fd, chunk, segment.position)
                 before = ledger.contiguous_prefix()
                 ledger.record(segment, len(chunk))
                 grew = ledger.contiguous_prefix() - before
@@ -782,7 +782,7 @@ class Transfers:
                 digest, fd = task.digest, task.fd
             while task.hashed < target and fd is not None:
                 try:
-                    block = os.pread(fd, min(_HASH_BLOCK, target - task.hashed), task.hashed)
+                    block = _pread(fd, min(_HASH_BLOCK, target - task.hashed), task.hashed)
                 except OSError:
                     break
                 if not block or digest is not task.digest:
@@ -893,6 +893,22 @@ def _twice(file: RemoteFile, error: HfgetError) -> VerificationError:
 def _too_long(file: RemoteFile) -> FileDownloadError:
     return FileDownloadError(file.path, f"{file.path}: the server sent more than the {file.size} bytes listed; "
                              "discarded.")
+
+
+if hasattr(os, "pwrite"):
+    _pwrite, _pread = os.pwrite, os.pread
+else:  # Windows: seek and write under the file's lock (writers hold it; see _write_ranges)
+    _POSITIONED = threading.Lock()
+
+    def _pwrite(fd: int, data, offset: int) -> int:
+        with _POSITIONED:
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.write(fd, data)
+
+    def _pread(fd: int, size: int, offset: int) -> bytes:
+        with _POSITIONED:
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.read(fd, size)
 
 
 def _storage_error(error: OSError, task: _Task) -> StorageError:

@@ -67,7 +67,8 @@ class _DownloadByDefault(TyperGroup):
 app = typer.Typer(
     cls=_DownloadByDefault,
     name="hfget",
-    help="Download Hugging Face Hub repos fast, through mirrors, resumable and verified.",
+    help="Download Hugging Face Hub repos fast, through mirrors, resumable and verified. "
+    "`hfget REPO [FILES...]` is short for `hfget download REPO [FILES...]`.",
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,
