@@ -15,7 +15,7 @@
 `sync` resolves each revision to a commit, downloads it, and writes `hfget.lock` (JSON: each repo's entry and
 its commit). `--frozen` downloads exactly the locked commits (and fails if the manifest no longer matches the
 lock); `--offline` sends no request and only checks that the cache holds every locked file (exit 0 or 1).
-Repos are fetched one after the other, each with the run's whole connection budget.
+Repos are fetched at the same time, sharing one connection budget (`max_connections`, split evenly).
 """
 
 from __future__ import annotations
@@ -112,15 +112,13 @@ def write_lock(manifest: Path, results: list[SyncResult]) -> None:
 
 def sync(manifest: Path, *, frozen: bool = False, offline: bool = False, sink: Sink | None = None,
          **options) -> list[SyncResult]:
-    from ._engine import download, plan
-
     defaults, entries = read_manifest(manifest)
     locked = read_lock(manifest) if (frozen or offline) else {}
     if (frozen or offline) and not locked:
         raise UsageError(f"--frozen and --offline need {lock_path(manifest)}.", hint="Run `hfget sync` once first.")
     if "mirrors" not in options or not options["mirrors"]:
         options["mirrors"] = tuple(defaults.get("mirror", ()))
-    results = []
+    jobs = []
     for entry in entries:
         key = json.dumps(entry.key(), sort_keys=True)
         commit = locked.get(key)
@@ -132,21 +130,64 @@ def sync(manifest: Path, *, frozen: bool = False, offline: bool = False, sink: S
                     exclude=entry.exclude, quant=entry.quant, local_dir=local_dir)
         if local_dir is not None:
             args["cache_dir"] = None  # this repo goes to its own folder
-        if offline:
-            try:
-                report = plan(entry.id, offline=True, **args)
-            except NetworkError:  # not even the file list is in the cache
-                results.append(SyncResult(entry, commit, Path(), ["(the whole repo)"]))
-                continue
-            results.append(SyncResult(entry, report.commit, report.path,
-                                      [f.path for f in report.files if not f.present]))
-            continue
-        recorder = _CommitRecorder(sink or NullSink())
-        path = download(entry.id, sink=recorder, **args)
-        results.append(SyncResult(entry, recorder.commit, path))
-    if not frozen and not offline:
+        jobs.append((entry, commit, args))
+    if offline:
+        return [_check_offline(entry, commit, args) for entry, commit, args in jobs]
+    results = _fetch_all(jobs, sink or NullSink())
+    if not frozen:
         write_lock(manifest, results)
     return results
+
+
+def _check_offline(entry: Entry, commit: str, args: dict) -> SyncResult:
+    from ._engine import plan
+
+    try:
+        report = plan(entry.id, offline=True, **args)
+    except NetworkError:  # not even the file list is in the cache
+        return SyncResult(entry, commit, Path(), ["(the whole repo)"])
+    return SyncResult(entry, report.commit, report.path, [f.path for f in report.files if not f.present])
+
+
+def _fetch_all(jobs: list, sink: Sink) -> list[SyncResult]:
+    """Every repo at once, in daemon threads (Ctrl-C must not wait for them), within one connection budget."""
+    import queue
+    import threading
+
+    from ._engine import download
+
+    budget = jobs[0][2].pop("max_connections", None) or 32
+    share = max(1, budget // len(jobs))
+    outcomes: queue.SimpleQueue = queue.SimpleQueue()
+
+    def fetch(index: int, entry: Entry, args: dict) -> None:
+        recorder = _CommitRecorder(sink)
+        try:
+            args.pop("max_connections", None)
+            path = download(entry.id, sink=recorder, max_connections=share, jobs=share,
+                            connections=min(8, share), **args)
+            outcomes.put((index, SyncResult(entry, recorder.commit, path)))
+        except BaseException as error:  # handed to the main thread
+            outcomes.put((index, error))
+
+    for index, (entry, _, args) in enumerate(jobs):
+        threading.Thread(target=fetch, args=(index, entry, args), daemon=True).start()
+    results: dict[int, SyncResult] = {}
+    errors = []
+    for _ in jobs:
+        while True:
+            try:
+                index, outcome = outcomes.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
+        if isinstance(outcome, BaseException):
+            errors.append(outcome)
+        else:
+            results[index] = outcome
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(jobs))]
 
 
 class _CommitRecorder:

@@ -239,8 +239,9 @@ def sync_manifest(
 ) -> None:
     """Fetch every repo of a manifest (hfget.toml) and pin the commits in hfget.lock: a CI prefetch step."""
     from .. import _sync
+    from ._render import PlainSink, QuietSink
 
-    sink = _make_sink(quiet)
+    sink = QuietSink() if quiet else PlainSink()  # several repos at once: lines, not bars
     with _errors_to_exit_codes(debug, sink):
         results = _sync.sync(manifest, frozen=frozen, offline=offline, sink=sink, mirrors=mirror or (),
                              endpoint=endpoint, cache_dir=cache_dir, token=token)

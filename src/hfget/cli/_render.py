@@ -73,9 +73,11 @@ class PlainSink:
         self._started = self._last = time.monotonic()
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, DownloadPlanned):
-            self._total, self._done = event.bytes_to_fetch, 0
-            self._started = self._last = time.monotonic()
+        if isinstance(event, DownloadPlanned):  # several at once under `sync`: the totals add up
+            with self._lock:
+                if not self._total:
+                    self._started = self._last = time.monotonic()
+                self._total += event.bytes_to_fetch
         line = describe(event)
         if line is not None:
             with self._lock:
