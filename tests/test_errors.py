@@ -117,3 +117,13 @@ def test_offline_with_the_files_cached_succeeds_without_a_request(hub: Hub, run_
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).name == commit
     assert hub.log == []
+
+
+def test_the_token_never_shows_even_with_debug_tracebacks(hub: Hub, hf_home: Path, run_hfget):
+    hub.create_repo("org/gated", {"a.txt": b"a"}, gated=True)
+    hub.tokens.add("hf_verysecret123")
+    for args in (["org/gated"], ["org/gated", "--json"], ["org/nope"], ["ls", "org/gated"]):
+        result = run_hfget(*args, "--endpoint", hub.url, "--token", "hf_verysecret123", "--debug")
+        assert result.returncode != 0
+        assert "hf_verysecret123" not in result.stdout + result.stderr
+    assert not any("hf_verysecret123" in p.read_text(errors="ignore") for p in hf_home.rglob("*") if p.is_file())
