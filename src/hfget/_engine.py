@@ -51,7 +51,7 @@ from ._hub import HubMetadata, RemoteFile
 from ._repo import DEFAULT_ENDPOINT, Repo, is_commit, normalize_endpoint, parse_repo, resolve_url
 
 if TYPE_CHECKING:
-    from ._transfer import TransferSettings
+    from ._settings import TransferSettings
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def download(
 
 def _settings(*, jobs: int = 32, max_connections: int = 32, connections: int = 8, limit_rate: float | None = None,
               retries: int = 5, stall_timeout: float = 30.0, space_check: bool = True) -> "TransferSettings":
-    from ._transfer import TransferSettings
+    from ._settings import TransferSettings
 
     for name, value in (("--jobs", jobs), ("--max-connections", max_connections), ("--connections", connections)):
         if value < 1:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import random
 import re
 import threading
@@ -34,6 +33,8 @@ def server_delay(headers: Mapping[str, str] | None, *, now: float | None = None)
         value = retry_after.strip()
         if value.isdigit():
             return float(value)
+        import email.utils  # only for the rare HTTP-date form
+
         try:
             when = email.utils.parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError, IndexError):

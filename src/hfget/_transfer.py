@@ -49,6 +49,7 @@ from ._events import FileRetried, FileStarted, MirrorSwitched, Sink
 from ._hub import RemoteFile
 from ._pieces import Ledger, Segment
 from ._retry import RETRY_STATUSES, Concurrency, RetryPolicy
+from ._settings import TransferSettings
 from ._verify import ContentHash
 from ._version import __version__
 
@@ -59,24 +60,6 @@ _MAX_REDIRECTS = 10
 _SAVE_EVERY = 0.25  # seconds between resume-state writes of one file: what a kill -9 may cost
 _HASH_BLOCK = 4 << 20
 _READ_SIZE = 256 << 10
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    max_connections: int = 32  # the whole run's connection budget
-    connections_per_file: int = 8
-    jobs: int = 32  # files in flight
-    min_split: int = 4 << 20  # a range is split only if both halves keep this much; files under 2x are "small"
-    connect_timeout: float = 10.0
-    stall_timeout: float = 30.0  # a connection that delivers no byte for this long is dropped and retried
-    retries: int = 5  # consecutive transient failures tolerated per file before it fails (see _retry.py)
-    endpoints: tuple[str, ...] = ()  # the endpoint in use first, then the mirrors to fail over to
-    space_check: bool = True  # compare what is still to fetch with the free space before starting
-    limit_rate: float | None = None  # bytes per second for the whole run
-    # A file gets another connection only while its connections each run slower than this. Where a mirror or
-    # CDN caps each stream, more connections multiply throughput; where one stream already runs this fast,
-    # the limit is the machine (CPU, disk) and more connections only cost (measured: benchmarks/bench.py).
-    split_below: float = 64e6
 
 
 class _Transient(Exception):
