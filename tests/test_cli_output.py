@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -97,3 +98,24 @@ def test_every_command_has_help_with_an_example(run_hfget):
         result = run_hfget(*command, "--help")
         assert result.returncode == 0
         assert "Example" in result.stdout, command
+
+
+def test_on_a_terminal_bars_show_then_leave_a_one_line_summary(hub: Hub, hf_home: Path, tmp_path: Path):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("script") is None:
+        pytest.skip("no `script` to give hfget a terminal")
+    hub.create_repo("org/model", {"model.safetensors": os.urandom(12 << 20), "config.json": b"{}"})
+    hub.rate = 6 << 20  # about two seconds: the bars get drawn
+    log = tmp_path / "tty.log"
+    command = f"{sys.executable} -m hfget org/model --endpoint {hub.url} -c 1"
+    proc = subprocess.run(["script", "-qefc", command, str(log)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    assert proc.returncode == 0, proc.stdout
+    screen = log.read_text(errors="replace")
+    assert "\x1b[" in screen  # drawn with terminal control codes
+    assert "model.safetensors" in screen  # the large file's own bar
+    assert "0/2 files" in screen or "1/2 files" in screen  # the overall bar
+    assert re.search(r"done: 2 files, 12\.\d MB in [\d.]+s \([\d.]+ [kM]B/s\) from http://127\.0\.0\.1:\d+", screen)
