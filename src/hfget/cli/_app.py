@@ -5,8 +5,11 @@ Errors are turned into one stderr line and an exit code here and nowhere else; `
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -54,6 +57,67 @@ QuantOpt = Annotated[Optional[str], typer.Option(
     "--quant", metavar="LABEL", help="Only the GGUF files of this quantisation, e.g. Q4_K_M (shards included).")]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What to fetch and from where: the options `download`, `ls` and `verify` share, declared once."""
+
+    repo: str
+    files: tuple[str, ...] = ()
+    repo_type: str | None = None
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    mirror: tuple[str, ...] = ()
+    endpoint: str | None = None
+    cache_dir: Path | None = None
+    local_dir: Path | None = None
+    token: str | None = field(default=None, repr=False)
+    quant: str | None = None
+
+    def engine_options(self, cfg=None) -> dict:
+        """The engine's keyword arguments. Mirrors: --mirror, else the configured ones unless --endpoint,
+        HF_ENDPOINT or a repo URL names the endpoint."""
+        if cfg is None:
+            from .. import _settings
+
+            cfg = _settings.load({"mirror": list(self.mirror) or None})
+        mirrors = self.mirror
+        named = self.endpoint or "://" in self.repo or (os.environ.get("HF_ENDPOINT")
+                                                         and not os.environ.get("HFGET_MIRROR"))
+        if not mirrors and not named:
+            mirrors = tuple(cfg.mirror)
+        return dict(repo_type=self.repo_type, revision=self.revision, endpoint=self.endpoint, mirrors=mirrors,
+                    include=self.include, exclude=self.exclude, cache_dir=self.cache_dir,
+                    local_dir=self.local_dir, token=self.token, quant=self.quant)
+
+
+_SELECTION_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+    for name, annotation, default in [
+        ("repo", RepoArg, inspect.Parameter.empty), ("files", FilesArg, None), ("repo_type", RepoTypeOpt, None),
+        ("revision", RevisionOpt, None), ("include", IncludeOpt, None), ("exclude", ExcludeOpt, None),
+        ("mirror", MirrorOpt, None), ("endpoint", EndpointOpt, None), ("cache_dir", CacheDirOpt, None),
+        ("local_dir", LocalDirOpt, None), ("token", TokenOpt, None), ("quant", QuantOpt, None),
+    ]
+]
+
+
+def with_selection(command):
+    """Give a command the shared options above; it receives them as its first argument, one `Selection`.
+    Typer reads the parameters from `__signature__`, so they are declared once for every command."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "selection"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        given = {p.name: kwargs.pop(p.name) for p in _SELECTION_PARAMETERS}
+        sequences = {k: tuple(v or ()) for k, v in given.items() if k in ("files", "include", "exclude", "mirror")}
+        return command(Selection(**{**given, **sequences}), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(_SELECTION_PARAMETERS + own)
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    return wrapper
+
+
 class _DownloadByDefault(TyperGroup):
     """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
 
@@ -92,19 +156,9 @@ def _root(
 
 
 @app.command(epilog=EPILOG, no_args_is_help=True)
+@with_selection
 def download(
-    repo: RepoArg,
-    files: FilesArg = None,
-    repo_type: RepoTypeOpt = None,
-    revision: RevisionOpt = None,
-    include: IncludeOpt = None,
-    exclude: ExcludeOpt = None,
-    mirror: MirrorOpt = None,
-    endpoint: EndpointOpt = None,
-    cache_dir: CacheDirOpt = None,
-    local_dir: LocalDirOpt = None,
-    token: TokenOpt = None,
-    quant: QuantOpt = None,
+    selection: Selection,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, max=256,
                                                 help="Files in flight at once [default: 32].")] = None,
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", min=1, max=256,
@@ -135,15 +189,14 @@ def download(
     with _errors_to_exit_codes(debug, sink):
         cfg = _settings.load(dict(jobs=jobs, max_connections=max_connections, connections=connections,
                                   limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
-                                  mirror=mirror or None))
-        options = dict(repo_type=repo_type, revision=revision, endpoint=endpoint,
-                       mirrors=_mirrors(repo, mirror, endpoint, cfg), include=include or (),
-                       exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant)
+                                  mirror=selection.mirror or None))
+        options = selection.engine_options(cfg)
         if dry_run:
-            _show_plan(_engine.plan(repo, files or (), sink=_quiet_or(sink, json_output), **options), json_output)
+            _show_plan(_engine.plan(selection.repo, selection.files, sink=_quiet_or(sink, json_output), **options),
+                       json_output)
             return
         path = _engine.download(
-            repo, files or (), jobs=cfg.jobs, max_connections=cfg.max_connections, connections=cfg.connections,
+            selection.repo, selection.files, jobs=cfg.jobs, max_connections=cfg.max_connections, connections=cfg.connections,
             limit_rate=parse_rate(cfg.limit_rate) if cfg.limit_rate else None, retries=cfg.retries,
             stall_timeout=cfg.stall_timeout, space_check=not no_space_check, sink=sink, **options,
         )
@@ -152,19 +205,9 @@ def download(
 
 
 @app.command("ls", epilog="Example:\n\n  hfget ls org/name -I '*.safetensors' --mirror hf-mirror.com")
+@with_selection
 def list_files(
-    repo: RepoArg,
-    files: FilesArg = None,
-    repo_type: RepoTypeOpt = None,
-    revision: RevisionOpt = None,
-    include: IncludeOpt = None,
-    exclude: ExcludeOpt = None,
-    mirror: MirrorOpt = None,
-    endpoint: EndpointOpt = None,
-    cache_dir: CacheDirOpt = None,
-    local_dir: LocalDirOpt = None,
-    token: TokenOpt = None,
-    quant: QuantOpt = None,
+    selection: Selection,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -173,26 +216,15 @@ def list_files(
     from ._render import QuietSink
 
     with _errors_to_exit_codes(debug, QuietSink()):
-        report = _engine.plan(repo, files or (), repo_type=repo_type, revision=revision, endpoint=endpoint,
-                              mirrors=mirror or (), include=include or (), exclude=exclude or (),
-                              cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant)
+        report = _engine.plan(selection.repo, selection.files, **selection.engine_options())
         _show_plan(report, json_output)
 
 
 @app.command("verify", epilog="Examples:\n\n  hfget verify org/name\n\n  hfget verify org/name -r v1.0 --repair "
              "--mirror hf-mirror.com\n\nExit code 0 when every file is good, 1 otherwise.")
+@with_selection
 def verify_files(
-    repo: RepoArg,
-    files: FilesArg = None,
-    repo_type: RepoTypeOpt = None,
-    revision: RevisionOpt = None,
-    include: IncludeOpt = None,
-    exclude: ExcludeOpt = None,
-    mirror: MirrorOpt = None,
-    endpoint: EndpointOpt = None,
-    cache_dir: CacheDirOpt = None,
-    local_dir: LocalDirOpt = None,
-    token: TokenOpt = None,
+    selection: Selection,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch again only the bad and missing files.")] = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
@@ -202,9 +234,8 @@ def verify_files(
 
     sink = _make_sink(True, False, True)
     with _errors_to_exit_codes(debug, sink):
-        report = _check.verify(repo, files or (), repair=repair, sink=sink, repo_type=repo_type, revision=revision,
-                               endpoint=endpoint, mirrors=mirror or (), include=include or (),
-                               exclude=exclude or (), cache_dir=cache_dir, local_dir=local_dir, token=token)
+        report = _check.verify(selection.repo, selection.files, repair=repair, sink=sink,
+                               **selection.engine_options())
     if json_output:
         import json
 
@@ -252,15 +283,6 @@ def sync_manifest(
         print(f"{result.entry.id} @ {result.commit} -> {result.path}")
     if missing:
         raise typer.Exit(ExitCode.FAILED)
-
-
-def _mirrors(repo: str, flags: list[str] | None, endpoint: str | None, cfg) -> tuple[str, ...]:
-    """--mirror flags; else the configured mirrors, unless --endpoint, HF_ENDPOINT or a repo URL names one."""
-    if flags:
-        return tuple(flags)
-    if endpoint or "://" in repo or (os.environ.get("HF_ENDPOINT") and not os.environ.get("HFGET_MIRROR")):
-        return ()
-    return tuple(cfg.mirror)
 
 
 @app.command("config", epilog="Example:\n\n  HFGET_CONNECTIONS=4 hfget config")
