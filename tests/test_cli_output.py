@@ -64,7 +64,7 @@ def test_dry_run_lists_without_fetching_a_body(hub: Hub, repo, run_hfget):
     assert result.returncode == 0, result.stderr
     assert hub.file_gets() == []
     lines = result.stdout.splitlines()
-    assert any(line.split() == ["cached", "2", "B", "config.json"] for line in lines)
+    assert any(line.split() == ["cached", "2", "bytes", "config.json"] for line in lines)
     assert any(line.split()[0] == "fetch" and line.endswith("model.safetensors") for line in lines)
     assert "to fetch: 2 files" in result.stdout and "free at the target" in result.stdout
 

@@ -135,7 +135,7 @@ def test_a_rerun_costs_one_request_for_a_branch_and_none_for_a_cached_commit(hub
     again = run_hfget("org/model", "--endpoint", hub.url)
     assert again.returncode == 0, again.stderr
     assert [s.path for s in hub.log] == ["/api/models/org/model/revision/main"]
-    assert "already present" in again.stderr
+    assert "up to date" in again.stderr
 
     hub.clear_log()
     pinned = run_hfget("org/model", "--endpoint", hub.url, "--revision", commit)

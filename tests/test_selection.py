@@ -52,7 +52,7 @@ def test_files_and_patterns_select_what_huggingface_hub_would(hub: Hub, repo: st
 def test_patterns_that_match_nothing_are_an_error_not_an_empty_success(hub: Hub, repo: str, run_hfget):
     result = run_hfget("org/model", "--endpoint", hub.url, "-I", "*.gguf")
     assert result.returncode == hfget.ExitCode.NOT_FOUND
-    assert "--include" in result.stderr
+    assert "include/exclude patterns" in result.stderr
 
 
 def test_revision_by_tag_by_commit_and_pull_request(hub: Hub, hf_home: Path, run_hfget):

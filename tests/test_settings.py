@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hfget import _settings
+from hfget._options import Options
 from hub import Hub
 
 
@@ -21,14 +21,14 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_flags_beat_environment_beat_config_file(config_file: Path, monkeypatch: pytest.MonkeyPatch):
-    assert _settings.load({}).connections == 3
+    assert Options.build({}).connections == 3
     monkeypatch.setenv("HFGET_CONNECTIONS", "5")
-    assert _settings.load({}).connections == 5
-    assert _settings.load({"connections": 2}).connections == 2
-    assert _settings.load({}).retries == 7 and _settings.load({}).jobs == 32
-    assert _settings.load({}).mirror == ["mirror-from-file.example"]
+    assert Options.build({}).connections == 5
+    assert Options.build({"connections": 2}).connections == 2
+    assert Options.build({}).retries == 7 and Options.build({}).jobs == 32
+    assert Options.build({}).mirror == ("mirror-from-file.example",)
     monkeypatch.setenv("HFGET_MIRROR", "a.example, b.example")
-    assert _settings.load({}).mirror == ["a.example", "b.example"]
+    assert Options.build({}).mirror == ("a.example", "b.example")
 
 
 def test_hfget_config_shows_each_source_and_masks_the_token(config_file: Path, hf_home: Path, run_hfget):
@@ -36,7 +36,7 @@ def test_hfget_config_shows_each_source_and_masks_the_token(config_file: Path, h
                                       "HF_TOKEN": "hf_supersecret"})
     assert result.returncode == 0, result.stderr
     lines = {line.split(" = ")[0]: line for line in result.stdout.splitlines() if " = " in line}
-    assert "environment (HFGET_CONNECTIONS)" in lines["connections"]
+    assert "(from HFGET_CONNECTIONS)" in lines["connections"]
     assert "config file" in lines["retries"] and "7" in lines["retries"]
     assert "default" in lines["jobs"]
     assert "hf_supersecret" not in result.stdout and "***" in lines["token"]

@@ -66,7 +66,7 @@ def test_offline_says_whether_the_cache_holds_everything(hub: Hub, hf_home: Path
     (tmp_path / "data" / "train.jsonl").unlink()
     incomplete = run_hfget("sync", str(manifest), "--offline")
     assert incomplete.returncode == hfget.ExitCode.FAILED
-    assert "missing  datasets/org/data: train.jsonl" in incomplete.stdout
+    assert "missing datasets/org/data: train.jsonl" in incomplete.stderr
     assert hub.log == []  # no request at all
 
 

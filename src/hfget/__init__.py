@@ -4,7 +4,7 @@
     >>> path = hfget.download("org/name", mirrors=["hf-mirror.com"], include=["*.safetensors"])
 """
 
-from ._engine import download, plan
+from ._api import download, plan
 from ._errors import (
     AuthError,
     EntryNotFoundError,

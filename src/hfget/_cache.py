@@ -24,90 +24,53 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-from ._errors import StorageError
-from ._hub import RemoteFile
+from . import _compat
+from ._diskio import storage_error, write_atomically
+from ._models import RemoteFile
 from ._repo import Repo
+from ._verify import check_file
 
 PARTIAL_SUFFIX = ".hfget.incomplete"
 
 
 class Store(Protocol):
-    """What the engine needs of a download target."""
+    """What the engine needs of a download target. The queries write nothing (a plan promises that)."""
 
-    def prepare(self) -> None: ...
     def output_path(self, commit: str) -> Path: ...
     def cached_commit(self, revision: str) -> str | None: ...
     def read_listing(self, commit: str) -> list[RemoteFile] | None: ...
-    def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
     def is_present(self, commit: str, file: RemoteFile) -> bool: ...
+    def can_adopt(self, file: RemoteFile) -> bool: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
     def lock_file(self) -> Path: ...
+    # changes
+    def prepare(self) -> None: ...
+    def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
+    def adopt(self, commit: str, file: RemoteFile) -> bool: ...
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None: ...
-    def finish(self, revision: str, commit: str) -> None: ...
-
-
-def _to_remote(listing: dict) -> list[RemoteFile]:
-    return [
-        RemoteFile(path=path, size=e.size, blob_id=e.blob_id, lfs_sha256=e.lfs_sha256, xet_hash=e.xet_hash)
-        for path, e in listing.items()
-    ]
-
-
-def _read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
-    from huggingface_hub._tree_cache import read_tree_cache
-
-    listing = read_tree_cache(str(folder), commit)
-    return None if listing is None else _to_remote(listing)
-
-
-def _write_tree(folder: Path, commit: str, files: list[RemoteFile]) -> None:
-    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
-
-    entries = {
-        f.path: TreeCacheEntry(
-            size=f.size,
-            blob_id=f.blob_id,
-            lfs_sha256=f.lfs_sha256,
-            lfs_size=f.size if f.lfs_sha256 else None,
-            xet_hash=f.xet_hash,
-        )
-        for f in files
-    }
-    write_tree_cache(str(folder), commit, entries)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _storage_error(action: str, path: Path, error: OSError) -> StorageError:
-    return StorageError(f"Cannot {action} {path}: {error.strerror or error}.",
-                        hint="Check the permissions and free space of the target folder.")
+    def record_ref(self, revision: str, commit: str) -> None: ...
 
 
 class CacheStore:
     """The huggingface_hub cache (HF_HUB_CACHE), shared with transformers, datasets and `hf download`."""
 
     def __init__(self, cache_dir: Path, repo: Repo) -> None:
+        from huggingface_hub import constants
         from huggingface_hub.file_download import repo_folder_name
 
         self.cache_dir = Path(cache_dir).expanduser()
         self.storage = self.cache_dir / repo_folder_name(repo_id=repo.repo_id, repo_type=repo.repo_type)
-        self._symlinks: bool | None = None if not os.environ.get("HF_HUB_DISABLE_SYMLINKS") else False
+        # read as huggingface_hub reads it (its constants): "0" or "false" keeps symlinks on
+        self._symlinks: bool | None = False if constants.HF_HUB_DISABLE_SYMLINKS else None
         self._made: set[Path] = set()
 
     def prepare(self) -> None:
-        from huggingface_hub._local_folder import _create_cachedir_tag
-
         try:
             (self.storage / "blobs").mkdir(parents=True, exist_ok=True)
             (self.storage / "snapshots").mkdir(exist_ok=True)
         except OSError as error:
-            raise _storage_error("create", self.storage, error) from None
-        _create_cachedir_tag(self.cache_dir)
+            raise storage_error(error, self.storage, action="create") from None
+        _compat.create_cachedir_tag(self.cache_dir)
 
     def output_path(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
@@ -119,10 +82,10 @@ class CacheStore:
             return None
 
     def read_listing(self, commit: str) -> list[RemoteFile] | None:
-        return _read_tree(self.storage, commit)
+        return _compat.read_tree(self.storage, commit)
 
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None:
-        _write_tree(self.storage, commit, files)
+        _compat.write_tree(self.storage, commit, files)
 
     def _blob(self, file: RemoteFile) -> Path:
         return self.storage / "blobs" / file.etag
@@ -130,6 +93,13 @@ class CacheStore:
     def is_present(self, commit: str, file: RemoteFile) -> bool:
         try:  # plain strings: this runs for every file of every re-run
             return os.stat(f"{self.storage}/snapshots/{commit}/{file.path}").st_size == file.size
+        except OSError:
+            return False
+
+    def can_adopt(self, file: RemoteFile) -> bool:
+        """A verified blob of the same content is there (another path or commit): a link, no fetch."""
+        try:
+            return self._blob(file).stat().st_size == file.size
         except OSError:
             return False
 
@@ -148,17 +118,16 @@ class CacheStore:
             self._make_parent(target)
             self._link(blob, target)
         except OSError as error:
-            raise _storage_error("write", target, error) from None
+            raise storage_error(error, target) from None
 
-    def adopt_blob(self, commit: str, file: RemoteFile) -> bool:
+    def adopt(self, commit: str, file: RemoteFile) -> bool:
         """Link an already verified blob (same content under another path or commit) into the snapshot."""
-        blob = self._blob(file)
+        if not self.can_adopt(file):
+            return False
         try:
-            if blob.stat().st_size != file.size:
-                return False
             target = self.output_path(commit) / file.path
             self._make_parent(target)
-            self._link(blob, target)
+            self._link(self._blob(file), target)
         except OSError:
             return False
         return True
@@ -170,33 +139,42 @@ class CacheStore:
             self._made.add(parent)
 
     def _link(self, blob: Path, target: Path) -> None:
+        if self._symlinks is not False and self._symlink(blob, target):
+            return
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        if self._symlinks is not False:
-            relative = os.path.relpath(blob, target.parent)
-            try:
-                try:
-                    os.symlink(relative, target)  # the common case: nothing there yet
-                except FileExistsError:  # a stale link or file: replace it atomically
-                    os.symlink(relative, tmp)
-                    os.replace(tmp, target)
-                self._symlinks = True
-                return
-            except OSError:
-                if self._symlinks:  # symlinks worked before: this is a real error
-                    raise
-                self._symlinks = False
         try:
             os.link(blob, tmp)
         except OSError:
             shutil.copyfile(blob, tmp)
         os.replace(tmp, target)
 
-    def finish(self, revision: str, commit: str) -> None:
-        if revision != commit:
+    def _symlink(self, blob: Path, target: Path) -> bool:
+        """A relative symlink, replacing whatever is there atomically; False where symlinks do not work."""
+        relative = os.path.relpath(blob, target.parent)
+        try:
             try:
-                _write_atomically(self.storage / "refs" / revision, commit)
-            except OSError as error:
-                raise _storage_error("write", self.storage / "refs" / revision, error) from None
+                os.symlink(relative, target)  # the common case: nothing there yet
+            except FileExistsError:
+                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+                os.symlink(relative, tmp)
+                os.replace(tmp, target)
+        except OSError:
+            if self._symlinks:  # symlinks worked before: this is a real error
+                raise
+            self._symlinks = False
+            return False
+        self._symlinks = True
+        return True
+
+    def record_ref(self, revision: str, commit: str) -> None:
+        """refs/<revision> = commit; nothing is written when it already says so (a read-only cache stays fine)."""
+        if revision == commit or self.cached_commit(revision) == commit:
+            return
+        path = self.storage / "refs" / revision
+        try:
+            write_atomically(path, commit)
+        except OSError as error:
+            raise storage_error(error, path) from None
 
 
 class LocalDirStore:
@@ -205,12 +183,13 @@ class LocalDirStore:
     def __init__(self, local_dir: Path) -> None:
         self.root = Path(local_dir).expanduser().absolute()
         self.meta_root = self.root / ".cache" / "huggingface"
+        self._checked: dict[str, bool] = {}  # path -> whether an unrecorded file hashed right
 
     def prepare(self) -> None:
         try:
             self.meta_root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _storage_error("create", self.root, error) from None
+            raise storage_error(error, self.root, action="create") from None
 
     def output_path(self, commit: str) -> Path:
         return self.root
@@ -219,56 +198,58 @@ class LocalDirStore:
         return None  # a local dir records no refs
 
     def read_listing(self, commit: str) -> list[RemoteFile] | None:
-        return _read_tree(self.meta_root, commit)
+        return _compat.read_tree(self.meta_root, commit)
 
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None:
-        _write_tree(self.meta_root, commit, files)
+        _compat.write_tree(self.meta_root, commit, files)
 
-    def is_present(self, commit: str, file: RemoteFile) -> bool:
-        from huggingface_hub._local_folder import read_download_metadata, write_download_metadata
-
-        from ._verify import hash_file
-
-        target = self.root / file.path
+    def _size_matches(self, file: RemoteFile) -> bool:
         try:
-            if target.stat().st_size != file.size:
-                return False
+            return (self.root / file.path).stat().st_size == file.size
         except OSError:
             return False
-        metadata = read_download_metadata(self.root, file.path)
-        if metadata is not None and metadata.etag == file.etag:
-            if metadata.commit_hash != commit:
-                write_download_metadata(self.root, file.path, commit, file.etag)
-            return True
-        if metadata is None and hash_file(file, target):  # e.g. killed between publish and metadata
-            write_download_metadata(self.root, file.path, commit, file.etag)
-            return True
-        return False
+
+    def is_present(self, commit: str, file: RemoteFile) -> bool:
+        """The file is there and recorded for this commit and content."""
+        if not self._size_matches(file):
+            return False
+        return _compat.read_local_metadata(self.root, file.path) == (commit, file.etag)
+
+    def can_adopt(self, file: RemoteFile) -> bool:
+        """The file is there with the right content, recorded for another commit or not recorded at all (e.g. a
+        run killed between publishing and recording): a record to write, no fetch."""
+        if not self._size_matches(file):
+            return False
+        recorded = _compat.read_local_metadata(self.root, file.path)
+        if recorded is not None:
+            return recorded[1] == file.etag
+        if file.path not in self._checked:
+            self._checked[file.path] = check_file(file, self.root / file.path) is None
+        return self._checked[file.path]
+
+    def adopt(self, commit: str, file: RemoteFile) -> bool:
+        if not self.can_adopt(file):
+            return False
+        _compat.write_local_metadata(self.root, file.path, commit, file.etag)
+        return True
 
     def partial_path(self, file: RemoteFile) -> Path:
-        from huggingface_hub._local_folder import get_local_download_paths
-
-        metadata = get_local_download_paths(self.root, file.path).metadata_path
+        metadata = _compat.local_metadata_path(self.root, file.path)
         return metadata.with_name(f"{Path(file.path).name}.{file.etag}{PARTIAL_SUFFIX}")
 
     def lock_file(self) -> Path:
         return self.meta_root / "hfget.lock"
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
-        from huggingface_hub._local_folder import write_download_metadata
-
         target = self.root / file.path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_dir() and not target.is_symlink():
                 raise IsADirectoryError(21, "a folder is in the way")
             os.replace(partial, target)
-            write_download_metadata(self.root, file.path, commit, file.etag)
+            _compat.write_local_metadata(self.root, file.path, commit, file.etag)
         except OSError as error:
-            raise _storage_error("write", target, error) from None
+            raise storage_error(error, target) from None
 
-    def adopt_blob(self, commit: str, file: RemoteFile) -> bool:
-        return False
-
-    def finish(self, revision: str, commit: str) -> None:
+    def record_ref(self, revision: str, commit: str) -> None:
         pass

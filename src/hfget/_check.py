@@ -1,19 +1,26 @@
 """`hfget verify`: re-hash what is on disk against the listing, offline when it has to, and repair what is bad.
 
-The listing comes from `trees/<commit>.json` when the commit is known and cached (no request at all), else
-from the Hub. The revision is resolved on the Hub when it can be, else from `refs/` in the cache, so a machine
-that is offline can still check what it has. Repair deletes the bad files (a bad blob is never kept) and
-downloads exactly the bad and missing ones.
+The commit checked is the one the target holds for the revision: a commit is itself; a branch or tag is read
+from `refs/` in the cache, or resolved on the Hub when the cache has no ref (or it cannot be read offline). When
+the branch has moved upstream since, the cached commit is still the one checked, and the report says so. The
+listing comes from `trees/<commit>.json` when cached (no request at all), else from the Hub. Repair deletes the
+bad files (a bad blob is never kept) and downloads exactly the bad and missing ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import NetworkError
+from ._engine import Download, resolve_target
+from ._errors import NetworkError, StorageError
 from ._events import NullSink, Sink
-from ._verify import hash_file
+from ._models import RemoteFile
+from ._options import Options
+from ._repo import is_commit
+from ._select import select
+from ._verify import check_file
 
 
 @dataclass(frozen=True)
@@ -21,61 +28,77 @@ class FileCheck:
     path: str
     size: int
     status: str  # "ok", "bad" (wrong size or hash) or "missing"
+    problem: str | None = None  # for a bad file: what differs
 
 
 @dataclass(frozen=True)
 class VerifyReport:
     repo: str
+    revision: str
     commit: str
     path: Path
     files: tuple[FileCheck, ...]
     repaired: tuple[str, ...] = ()
+    upstream_commit: str | None = None  # the branch's commit upstream, when it differs from the one checked
 
     @property
     def ok(self) -> bool:
         return all(f.status == "ok" for f in self.files)
 
 
-def verify(repo: str, files=(), *, repair: bool = False, sink: Sink | None = None, **options) -> VerifyReport:
-    """Check every selected file of `repo` on disk against its listed size and hash; with `repair`, re-fetch the
-    bad and missing ones. Options are `download`'s (revision, endpoint, mirrors, cache_dir, local_dir, ...)."""
-    from ._engine import Download, _settings, resolve_target, select
-
-    transfer_options = {k: options.pop(k) for k in list(options) if k in _TRANSFER_OPTIONS}
-    target = resolve_target(repo, files, **options)
-    job = Download(target, NullSink(), _settings(**transfer_options))
-    job.dry_run = True
-    try:
-        commit = job._resolve_commit()
-    except NetworkError:
-        commit = target.store.cached_commit(target.revision)
-        if commit is None:
-            raise
-    selected = select(job._listing(commit), target)
+def verify(repo: str, files: Sequence[str], options: Options, *, repair: bool = False, sink: Sink | None = None,
+           **selection: str | tuple[str, ...] | None) -> VerifyReport:
+    """Check every selected file of `repo` on disk against its listed size and hash; with `repair`, fetch the
+    bad and missing ones again."""
+    target = resolve_target(repo, files, options, **selection)  # type: ignore[arg-type]
+    job = Download(target, options, NullSink())
+    commit, upstream = _commit(job)
+    chosen = select(job.listing(commit, write=False), target.selection)
     root = target.store.output_path(commit)
-    checks = tuple(_check(root, f) for f in sorted(selected, key=lambda f: f.path))
-    report = VerifyReport(str(target.repo), commit, root, checks)
+    report = VerifyReport(str(target.repo), target.revision, commit, root, _check_all(root, chosen),
+                          upstream_commit=upstream)
     if not repair or report.ok:
         return report
-    broken = [c.path for c in checks if c.status != "ok"]
-    for check in checks:
+    broken = [c.path for c in report.files if c.status != "ok"]
+    for check in report.files:
         if check.status == "bad":
             _remove(root / check.path)
-    from ._engine import download
-
-    download(repo, broken, sink=sink, **{**options, "revision": commit}, **transfer_options)
-    again = tuple(_check(root, f) for f in sorted(selected, key=lambda f: f.path))
-    return VerifyReport(str(target.repo), commit, root, again, repaired=tuple(broken))
-
-
-_TRANSFER_OPTIONS = ("jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout")
+    repair_selection = {**selection, "revision": commit, "include": (), "exclude": (), "quant": None}
+    Download(resolve_target(repo, broken, options, **repair_selection),  # type: ignore[arg-type]
+             options, sink or NullSink()).run()
+    return VerifyReport(str(target.repo), target.revision, commit, root, _check_all(root, chosen),
+                        repaired=tuple(broken), upstream_commit=upstream)
 
 
-def _check(root: Path, file) -> FileCheck:
+def _commit(job: Download) -> tuple[str, str | None]:
+    """The commit to check, and the upstream one if the branch has moved since."""
+    target = job.target
+    if is_commit(target.revision):
+        return target.revision, None
+    cached = target.store.cached_commit(target.revision)
+    if target.offline and cached is not None:
+        return cached, None
+    try:
+        upstream = job.resolve()
+    except NetworkError:
+        if cached is None:
+            raise
+        return cached, None
+    if cached is not None and cached != upstream:
+        return cached, upstream
+    return upstream, None
+
+
+def _check_all(root: Path, files: list[RemoteFile]) -> tuple[FileCheck, ...]:
+    return tuple(_check(root, f) for f in sorted(files, key=lambda f: f.path))
+
+
+def _check(root: Path, file: RemoteFile) -> FileCheck:
     target = root / file.path
     if not target.exists():
         return FileCheck(file.path, file.size, "missing")
-    return FileCheck(file.path, file.size, "ok" if hash_file(file, target) else "bad")
+    problem = check_file(file, target)
+    return FileCheck(file.path, file.size, "ok" if problem is None else "bad", problem)
 
 
 def _remove(path: Path) -> None:
@@ -84,5 +107,6 @@ def _remove(path: Path) -> None:
         if path.is_symlink():
             path.resolve().unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-    except OSError:
-        pass
+    except OSError as error:
+        raise StorageError(f"Cannot remove the bad file {path}: {error.strerror or error}.",
+                           hint="Check the permissions of the target folder; the bad file is still there.") from None

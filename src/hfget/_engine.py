@@ -1,57 +1,50 @@
 """The download, start to end: resolve once, list once, plan, fetch in parallel, publish, report.
 
-    download(repo, ...)                        the public entry point (also `hfget.download`)
-      resolve_target()   -> Target             repo, endpoint, revision, token, store: no I/O
-      _resolve_commit()  -> commit             a commit needs no request; a branch costs one;
+    download(repo, ...) / plan(repo, ...)      the public entry points (`hfget.download`, `hfget.plan`)
+      Options.build()      -> Options          flags or keywords > HFGET_* > config file > defaults (_options.py)
+      resolve_target()     -> Target           repo, endpoints, revision, token, store: no I/O
+      Download.resolve()   -> commit           a commit needs no request; a branch costs one;
                                                HF_HUB_OFFLINE reads refs/ from the cache
-      _listing()         -> [RemoteFile]       trees/<commit>.json if cached, else the Hub's tree (all pages)
-      select()           -> [RemoteFile]       FILES, then --include/--exclude (huggingface_hub's matching)
-      _plan()            -> Plan               present files skipped, known blobs linked, partials measured
-      _run()                                   N worker threads over one httpx2 client; every file fetched at
-                                               the one commit resolved at the start, so a push during the
-                                               download cannot mix two commits
+      Download.listing()   -> [RemoteFile]     trees/<commit>.json if cached, else the Hub's tree (all pages)
+      select()             -> [RemoteFile]     FILES, then --quant, --include/--exclude (_select.py)
+      Download.plan()      -> Plan             present files skipped, known blobs linked, partials measured
+      Download.run()                           the transfers (_transfer.py); every file is fetched at the one
+                                               commit resolved at the start, so a push during the download
+                                               cannot mix two commits
 
+Nothing is written unless something changed: a complete cache mounted read-only serves a re-run.
 Events go to the sink (see _events.py); errors are HfgetError subclasses (see _errors.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import _resume
+from . import _ownership
 from ._cache import CacheStore, LocalDirStore, Store
-from ._errors import (
-    EntryNotFoundError,
-    FileDownloadError,
-    IncompleteDownloadError,
-    NetworkError,
-    NotFoundError,
-    StorageError,
-    UsageError,
-)
+from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError, UsageError
 from ._events import (
     DownloadFinished,
     DownloadPlanned,
     FileDone,
     FileFailed,
-    MetadataRetried,
     MirrorSwitched,
     NullSink,
     PlannedFile,
     RevisionResolved,
     Sink,
 )
-from ._hub import HubMetadata, RemoteFile
-from ._repo import DEFAULT_ENDPOINT, Repo, is_commit, normalize_endpoint, parse_repo, resolve_url
-
-if TYPE_CHECKING:
-    from ._settings import TransferSettings
+from ._hub import Metadata
+from ._mirrors import Mirrors
+from ._models import RemoteFile
+from ._options import Options
+from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
+from ._retry import RetryPolicy
+from ._select import Selection, select
 
 
 @dataclass(frozen=True)
@@ -60,14 +53,14 @@ class Target:
 
     repo: Repo
     endpoints: tuple[str, ...]  # the endpoint to use, then the mirrors to fail over to
-    revision: str
-    files: tuple[str, ...]
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
+    selection: Selection
     token: str | None = field(repr=False)
     store: Store
     offline: bool
-    quant: str | None = None
+
+    @property
+    def revision(self) -> str:
+        return self.selection.revision
 
 
 @dataclass
@@ -76,7 +69,6 @@ class Plan:
     selected: list[RemoteFile]
     to_fetch: list[RemoteFile]  # one file per content: files with the same partial path share one fetch
     followers: dict[str, list[RemoteFile]]  # path fetched -> other files of the same content, linked after it
-    on_disk: dict[str, int]  # path -> bytes already in its partial file
     report: DownloadPlanned
 
     @property
@@ -84,210 +76,84 @@ class Plan:
         return len(self.to_fetch) + sum(len(f) for f in self.followers.values())
 
 
-def resolve_target(
-    repo: str,
-    files: Sequence[str] = (),
-    *,
-    repo_type: str | None = None,
-    revision: str | None = None,
-    endpoint: str | None = None,
-    mirrors: Sequence[str] = (),
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    cache_dir: str | Path | None = None,
-    local_dir: str | Path | None = None,
-    token: str | None = None,
-    quant: str | None = None,
-    offline: bool | None = None,
-) -> Target:
-    """Turn user input into a Target: endpoint = --endpoint, else the --mirrors in order, else the repo URL's
-    host, else HF_ENDPOINT, else huggingface.co."""
+def resolve_target(repo: str, files: Sequence[str], options: Options, *, repo_type: str | None = None,
+                   revision: str | None = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
+                   quant: str | None = None) -> Target:
+    """Turn what the caller asked for into a Target (no I/O)."""
     from huggingface_hub import constants, get_token
 
     spec = parse_repo(repo, repo_type=repo_type)
-    if endpoint and mirrors:
-        raise UsageError("Use --endpoint or --mirror, not both.")
-    if endpoint:
-        chosen = [endpoint]
-    elif mirrors:
-        chosen = list(mirrors)
-    else:
-        chosen = [spec.endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT]
-    endpoints = tuple(dict.fromkeys(normalize_endpoint(e) for e in chosen))
-    if cache_dir is not None and local_dir is not None:
+    if options.cache_dir is not None and options.local_dir is not None:
         raise UsageError("Use --cache-dir or --local-dir, not both.")
     store: Store
-    if local_dir is not None:
-        store = LocalDirStore(Path(local_dir))
+    if options.local_dir is not None:
+        store = LocalDirStore(Path(options.local_dir))
     else:
-        store = CacheStore(Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE), spec.repo)
+        store = CacheStore(Path(options.cache_dir or constants.HF_HUB_CACHE), spec.repo)
     wanted = tuple(f.strip("/") if not f.endswith("/") else f for f in files)
     if spec.path:
         wanted += (spec.path,)
-    return Target(
-        repo=spec.repo,
-        endpoints=endpoints,
-        revision=revision or spec.revision or "main",
-        files=wanted,
-        include=tuple(include),
-        exclude=tuple(exclude),
-        token=token or get_token(),
-        store=store,
-        offline=constants.is_offline_mode() if offline is None else offline,
-        quant=quant.strip() if quant else None,
-    )
+    selection = Selection(repo=spec.repo, revision=revision or spec.revision or "main", files=wanted,
+                          include=tuple(include), exclude=tuple(exclude), quant=quant.strip() if quant else None)
+    return Target(repo=spec.repo, endpoints=choose_endpoints(spec, options), selection=selection,
+                  token=options.token or get_token(), store=store,
+                  offline=constants.is_offline_mode() if options.offline is None else options.offline)
 
 
-def download(
-    repo: str,
-    files: Sequence[str] = (),
-    *,
-    repo_type: str | None = None,
-    revision: str | None = None,
-    endpoint: str | None = None,
-    mirrors: Sequence[str] = (),
-    include: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    cache_dir: str | Path | None = None,
-    local_dir: str | Path | None = None,
-    token: str | None = None,
-    quant: str | None = None,
-    offline: bool | None = None,
-    jobs: int = 32,
-    max_connections: int = 32,
-    connections: int = 8,
-    limit_rate: float | None = None,
-    retries: int = 5,
-    stall_timeout: float = 30.0,
-    space_check: bool = True,
-    sink: Sink | None = None,
-    _dry_run: bool = False,
-) -> Path:
-    """Download `repo` (or only `files` of it) and return the snapshot folder (or `local_dir`).
-
-    `jobs`: files in flight; `max_connections`: the run's connection budget; `connections`: per large file;
-    `limit_rate`: bytes per second for the whole run; `retries`: consecutive transient failures tolerated per file;
-    `stall_timeout`: seconds without a byte before a connection is dropped and retried. Raises an `HfgetError` subclass on failure; see
-    `hfget.ExitCode` for what each means.
-    """
-    settings = _settings(jobs=jobs, max_connections=max_connections, connections=connections,
-                         limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
-                         space_check=space_check)
-    target = resolve_target(
-        repo, files, repo_type=repo_type, revision=revision, endpoint=endpoint, mirrors=mirrors,
-        include=include, exclude=exclude, cache_dir=cache_dir, local_dir=local_dir, token=token, quant=quant,
-        offline=offline,
-    )
-    job = Download(target, sink or NullSink(), settings)
-    return job.plan_only() if _dry_run else job.run()
-
-
-def _settings(*, jobs: int = 32, max_connections: int = 32, connections: int = 8, limit_rate: float | None = None,
-              retries: int = 5, stall_timeout: float = 30.0, space_check: bool = True) -> "TransferSettings":
-    from ._settings import TransferSettings
-
-    for name, value in (("--jobs", jobs), ("--max-connections", max_connections), ("--connections", connections)):
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1.")
-    if limit_rate is not None and limit_rate <= 0:
-        raise UsageError("--limit-rate must be positive.")
-    if retries < 0 or stall_timeout <= 0:
-        raise UsageError("--retries must be 0 or more and --stall-timeout positive.")
-    return TransferSettings(max_connections=max_connections, connections_per_file=min(connections, max_connections),
-                            jobs=min(jobs, max_connections), limit_rate=limit_rate, retries=retries,
-                            stall_timeout=stall_timeout, space_check=space_check)
-
-
-def plan(repo: str, files: Sequence[str] = (), **options) -> DownloadPlanned:
-    """What `download(repo, files, **options)` would fetch: the matching files, their sizes, which are already
-    in the target, the totals and the free space. Requests metadata only; writes nothing."""
-    return download(repo, files, _dry_run=True, **options)  # type: ignore[return-value]
+def choose_endpoints(spec: RepoSpec, options: Options) -> tuple[str, ...]:
+    """--endpoint, else --mirror (or mirrors=), else the repo URL's host, else HFGET_MIRROR, else HF_ENDPOINT,
+    else the config file's mirrors, else huggingface.co."""
+    mirror_origin = options.origins.get("mirror", "default")
+    if options.endpoint and options.mirror and mirror_origin == "explicit":
+        raise UsageError("Use --endpoint or --mirror, not both.")
+    if options.endpoint and spec.endpoint and normalize_endpoint(options.endpoint) != spec.endpoint:
+        raise UsageError(f"The repo URL names {spec.endpoint} and --endpoint names {options.endpoint}.",
+                         hint="Give the endpoint once: a plain org/name with --endpoint, or the URL alone.")
+    chosen: Sequence[str]
+    if options.endpoint:
+        chosen = [options.endpoint]
+    elif options.mirror and mirror_origin in ("explicit", "environment"):
+        chosen = options.mirror
+    elif spec.endpoint or os.environ.get("HF_ENDPOINT"):
+        chosen = [spec.endpoint or os.environ["HF_ENDPOINT"]]
+    else:
+        chosen = options.mirror or [DEFAULT_ENDPOINT]
+    return tuple(dict.fromkeys(normalize_endpoint(e) for e in chosen))
 
 
 class Download:
-    def __init__(self, target: Target, sink: Sink, settings: "TransferSettings") -> None:
+    """One run against one target: resolve, list, plan, fetch, publish."""
+
+    def __init__(self, target: Target, options: Options, sink: Sink) -> None:
         self.target = target
+        self.options = options
         self.sink = sink
-        self.settings = settings
-        self.endpoint_index = 0
-        self.dry_run = False
-        self._hub: HubMetadata | None = None
-        self._resolved: RevisionResolved | None = None
+        self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
+        self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink)
 
-    @property
-    def endpoint(self) -> str:
-        return self.target.endpoints[self.endpoint_index]
+    def _switched(self, previous: str, endpoint: str, reason: str) -> None:
+        self.sink.handle(MirrorSwitched(previous, endpoint, reason))
 
-    @property
-    def hub(self) -> HubMetadata:
-        if self._hub is None:
-            from ._retry import RetryPolicy
-
-            self._hub = HubMetadata(self.endpoint, self.target.token, policy=RetryPolicy(self.settings.retries),
-                                    on_retry=lambda what, reason, delay: self.sink.handle(
-                                        MetadataRetried(what, reason, delay)))
-        return self._hub
-
-    def _metadata(self, call):
-        """`call(hub)` on the endpoint in use; if that endpoint cannot answer, on the next mirror."""
-        while True:
-            try:
-                return call(self.hub)
-            except NetworkError as error:
-                if self.endpoint_index + 1 >= len(self.target.endpoints):
-                    raise
-                previous = self.endpoint
-                self.endpoint_index += 1
-                self._hub = None
-                self.sink.handle(MirrorSwitched(previous, self.endpoint, error.message))
-
-    def plan_only(self) -> DownloadPlanned:
-        """What a run would do, with no file body requested and nothing written."""
-        self.dry_run = True
-        commit = self._resolve_commit()
-        selected = select(self._listing(commit), self.target)
-        return self._plan(commit, selected).report
-
-    def run(self) -> Path:
-        started = time.monotonic()
+    def resolve(self) -> str:
+        """The commit to fetch: the revision if it is one, else the cache's ref offline, else one request."""
         target = self.target
-        commit = self._resolve_commit()
-        files = self._listing(commit)
-        selected = select(files, target)
-        target.store.prepare()
-        target.store.finish(target.revision, commit)
-        plan = self._plan(commit, selected)
-        output = target.store.output_path(commit)
-        output.mkdir(parents=True, exist_ok=True)
-        failures, fetched_bytes = self._run(plan) if plan.to_fetch else ([], 0)
-        failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
-        self.sink.handle(DownloadFinished(
-            path=output, commit=commit, files_fetched=plan.files_to_write - failed,
-            bytes_fetched=fetched_bytes, seconds=time.monotonic() - started, failed=failed,
-        ))
-        if failures:
-            raise IncompleteDownloadError(failures, total=len(selected))
-        return output
-
-    def _resolve_commit(self) -> str:
-        target = self.target
-        if is_commit(target.revision):
-            commit, endpoint = target.revision, None
+        revision, endpoint = target.revision, None
+        if is_commit(revision):
+            commit = revision
         elif target.offline:
-            commit, endpoint = target.store.cached_commit(target.revision), None
-            if commit is None:
-                raise NetworkError(
-                    f"HF_HUB_OFFLINE is set and {target.repo}@{target.revision} is not in the cache.",
-                    hint="Unset HF_HUB_OFFLINE, or pass the commit with --revision.",
-                )
+            cached = target.store.cached_commit(revision)
+            if cached is None:
+                raise NetworkError(f"HF_HUB_OFFLINE is set and {target.repo}@{revision} is not in the cache.",
+                                   hint="Unset HF_HUB_OFFLINE, or pass the commit with --revision.")
+            commit = cached
         else:
-            commit = self._metadata(lambda hub: hub.resolve_commit(target.repo, target.revision))
-            endpoint = self.endpoint
-        self._resolved = RevisionResolved(str(target.repo), target.revision, commit, endpoint)
-        self.sink.handle(self._resolved)
+            commit = self.metadata.resolve_commit(target.repo, revision)
+            endpoint = self.mirrors.current
+        self.sink.handle(RevisionResolved(str(target.repo), revision, commit, endpoint, pinned=is_commit(revision)))
         return commit
 
-    def _listing(self, commit: str) -> list[RemoteFile]:
+    def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
+        """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
         cached = self.target.store.read_listing(commit)
         if cached is not None:
             return cached
@@ -296,174 +162,165 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        files = self._metadata(lambda hub: hub.list_files(self.target.repo, commit))
-        if not self.dry_run:
+        files = self.metadata.list_files(self.target.repo, commit)
+        if write:
             self.target.store.prepare()
             self.target.store.write_listing(commit, files)
         return files
 
-    def _plan(self, commit: str, selected: list[RemoteFile]) -> Plan:
+    def plan(self, *, dry_run: bool = False) -> Plan:
+        """What a run would fetch. With `dry_run` no file body is requested and nothing is written."""
+        commit = self.resolve()
+        selected = select(self.listing(commit, write=not dry_run), self.target.selection)
+        return self._plan(commit, selected, dry_run=dry_run)
+
+    def run(self) -> Path:
+        started = time.monotonic()
+        plan = self.plan()
+        store, commit = self.target.store, plan.commit
+        output = store.output_path(commit)
+        if plan.to_fetch or not output.is_dir():
+            store.prepare()
+            output.mkdir(parents=True, exist_ok=True)
+        store.record_ref(self.target.revision, commit)
+        failures, fetched_bytes = self._fetch(plan) if plan.to_fetch else ([], 0)
+        failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
+        self.sink.handle(DownloadFinished(
+            path=output, commit=commit, files_fetched=plan.files_to_write - failed,
+            bytes_fetched=fetched_bytes, seconds=time.monotonic() - started, failed=failed,
+        ))
+        if failures:
+            raise IncompleteDownloadError(failures, total=len(plan.selected))
+        return output
+
+    def _plan(self, commit: str, selected: list[RemoteFile], *, dry_run: bool) -> Plan:
         store = self.target.store
-        if self.dry_run:
-            missing = [f for f in selected if not store.is_present(commit, f)]
-        else:
-            missing = [f for f in selected if not store.is_present(commit, f) and not store.adopt_blob(commit, f)]
-        to_fetch: list[RemoteFile] = []
-        followers: dict[str, list[RemoteFile]] = {}
-        leaders: dict[Path, RemoteFile] = {}
-        for file in missing:  # e.g. several empty __init__.py: one blob, fetched once
-            leader = leaders.setdefault(store.partial_path(file), file)
-            if leader is file:
-                to_fetch.append(file)
-            else:
-                followers.setdefault(leader.path, []).append(file)
-        on_disk = {}
-        for file in to_fetch:
-            resumable = _resume.resumable_bytes(store.partial_path(file), file)
-            if resumable:
-                on_disk[file.path] = resumable
-        missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
+        absent = [f for f in selected if not store.is_present(commit, f)]
+        if absent and not dry_run:
+            store.prepare()
+        missing = [f for f in absent if not (store.can_adopt(f) if dry_run else store.adopt(commit, f))]
+        to_fetch, followers = _leaders(store, missing)
+        on_disk = {f.path: n for f in to_fetch if (n := _ownership.resumable_bytes(store.partial_path(f), f))}
         free = _free_space(store.output_path(commit))
-        if to_fetch and self.settings.space_check and not self.dry_run:
-            _check_space(store.output_path(commit), missing_bytes, free)
-        if to_fetch and self.target.offline and not self.dry_run:
+        missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
+        if to_fetch and not dry_run:
+            self._check_can_fetch(to_fetch, missing_bytes, free, store.output_path(commit))
+        missing_paths = {f.path for f in missing}
+        report = DownloadPlanned(
+            files_total=len(selected), bytes_total=sum(f.size for f in selected), files_to_fetch=len(missing),
+            bytes_to_fetch=missing_bytes, bytes_on_disk=sum(on_disk.values()), repo=str(self.target.repo),
+            revision=self.target.revision, commit=commit, path=store.output_path(commit),
+            files=tuple(PlannedFile(f.path, f.size, f.path not in missing_paths, on_disk.get(f.path, 0))
+                        for f in sorted(selected, key=lambda f: f.path)),
+            free_bytes=free, endpoint=self.mirrors.current, dry_run=dry_run,
+        )
+        self.sink.handle(report)
+        to_fetch.sort(key=lambda f: f.size, reverse=True)  # the largest first: they set the length of the run
+        return Plan(commit, selected, to_fetch, followers, report)
+
+    def _check_can_fetch(self, to_fetch: list[RemoteFile], missing_bytes: int, free: int | None,
+                         output: Path) -> None:
+        if self.target.offline:
             raise NetworkError(
                 f"HF_HUB_OFFLINE is set and {len(to_fetch)} files of {self.target.repo} are not in the cache "
                 f"(first: {to_fetch[0].path}).",
                 hint="Unset HF_HUB_OFFLINE to download them.",
             )
-        absent = {f.path for f in missing}
-        report = DownloadPlanned(
-            files_total=len(selected),
-            bytes_total=sum(f.size for f in selected),
-            files_to_fetch=len(missing),
-            bytes_to_fetch=sum(f.size for f in to_fetch) - sum(on_disk.values()),
-            bytes_on_disk=sum(on_disk.values()),
-            repo=str(self.target.repo),
-            revision=self.target.revision,
-            commit=commit,
-            path=store.output_path(commit),
-            files=tuple(PlannedFile(f.path, f.size, f.path not in absent, on_disk.get(f.path, 0))
-                        for f in sorted(selected, key=lambda f: f.path)),
-            free_bytes=free,
-        )
-        self.sink.handle(report)
-        # the largest first: they set the length of the run
-        to_fetch.sort(key=lambda f: f.size, reverse=True)
-        return Plan(commit, selected, to_fetch, followers, on_disk, report)
+        if self.options.space_check:
+            _check_space(output, missing_bytes, free)
 
-    def _run(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
+    def _fetch(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
         """Fetch the plan's files (see _transfer.py); publish each as soon as it is verified."""
-        from ._transfer import Transfers
+        from ._transfer import Destination, Transfers
 
-        store, commit = self.target.store, plan.commit
-
-        def publish(file: RemoteFile, partial: Path, received: int) -> None:
-            store.publish(commit, file, partial)
-            self.sink.handle(FileDone(file.path, file.size, received))
-            for follower in plan.followers.get(file.path, ()):
-                if not store.adopt_blob(commit, follower):
-                    raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
-                self.sink.handle(FileDone(follower.path, follower.size, 0))
-
-        def present(file: RemoteFile) -> bool:
-            """Another process fetched it while we waited: link it, report it, fetch nothing."""
-            if not (store.is_present(commit, file) or store.adopt_blob(commit, file)):
-                return False
-            self.sink.handle(FileDone(file.path, file.size, 0))
-            for follower in plan.followers.get(file.path, ()):
-                if store.adopt_blob(commit, follower) or store.is_present(commit, follower):
-                    self.sink.handle(FileDone(follower.path, follower.size, 0))
-            return True
-
-        settings = dataclasses.replace(self.settings, endpoints=self.target.endpoints[self.endpoint_index:])
-        transfers = Transfers(
-            endpoint=self.endpoint,
-            token=self.target.token,
-            sink=self.sink,
-            settings=settings,
+        store, commit, repo = self.target.store, plan.commit, self.target.repo
+        publisher = _Publisher(store, commit, plan.followers, self.sink)
+        destination = Destination(
             partial_path=store.partial_path,
-            resolve_url=lambda f, endpoint: resolve_url(endpoint, self.target.repo, commit, f.path),
-            on_verified=publish,
-            lock_path=store.lock_file(),
-            already_done=present,
+            resolve_url=lambda f, endpoint: resolve_url(endpoint, repo, commit, f.path),
+            on_verified=publisher.publish, already_done=publisher.already_done, lock_path=store.lock_file(),
         )
+        transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink, options=self.options,
+                              destination=destination)
         failures, received = transfers.run(plan.to_fetch)
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))
         return failures, received
 
 
-def _free_space(target: Path) -> int | None:
-    import shutil
+@dataclass
+class _Publisher:
+    """Puts verified files in place and links the files of the same content after them."""
 
+    store: Store
+    commit: str
+    followers: dict[str, list[RemoteFile]]
+    sink: Sink
+
+    def publish(self, file: RemoteFile, partial: Path, received: int) -> None:
+        self.store.publish(self.commit, file, partial)
+        self.sink.handle(FileDone(file.path, file.size, received))
+        for follower in self.followers.get(file.path, ()):
+            if not self.store.adopt(self.commit, follower):
+                raise FileDownloadError(follower.path, f"{follower.path}: could not link it to {file.path}.")
+            self.sink.handle(FileDone(follower.path, follower.size, 0))
+
+    def already_done(self, file: RemoteFile) -> bool:
+        """Another process fetched it while we waited: link it, report it, fetch nothing."""
+        if not (self.store.is_present(self.commit, file) or self.store.adopt(self.commit, file)):
+            return False
+        self.sink.handle(FileDone(file.path, file.size, 0))
+        for follower in self.followers.get(file.path, ()):
+            if self.store.adopt(self.commit, follower) or self.store.is_present(self.commit, follower):
+                self.sink.handle(FileDone(follower.path, follower.size, 0))
+        return True
+
+
+def _leaders(store: Store, missing: list[RemoteFile]) -> tuple[list[RemoteFile], dict[str, list[RemoteFile]]]:
+    """One fetch per content (e.g. several empty __init__.py: one blob); the others follow it."""
+    to_fetch: list[RemoteFile] = []
+    followers: dict[str, list[RemoteFile]] = {}
+    leaders: dict[Path, RemoteFile] = {}
+    for file in missing:
+        leader = leaders.setdefault(store.partial_path(file), file)
+        if leader is file:
+            to_fetch.append(file)
+        else:
+            followers.setdefault(leader.path, []).append(file)
+    return to_fetch, followers
+
+
+def _existing_folder(target: Path) -> Path:
     folder = target
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    return folder
+
+
+def _free_space(target: Path) -> int | None:
+    import shutil
+
     try:
-        return shutil.disk_usage(folder).free
+        return shutil.disk_usage(_existing_folder(target)).free
     except OSError:
         return None
 
 
 def _check_space(target: Path, needed: int, free: int | None) -> None:
     """Stop before the first byte if the files cannot fit (partial files already on disk count as fetched)."""
-    if free is None:
-        return
-    folder = target
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    from rich.filesize import decimal
+
     margin = 16 << 20  # the listing, metadata and filesystem blocks
-    if needed + margin > free:
+    if free is not None and needed + margin > free:
         raise StorageError(
-            f"Not enough space at {folder}: {_gb(needed)} GB still to download, {_gb(free)} GB free.",
+            f"Not enough space at {_existing_folder(target)}: {decimal(needed)} still to download, "
+            f"{decimal(free)} free.",
             hint="Free some space or use another --cache-dir/--local-dir; --no-space-check tries anyway.",
         )
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f}"
-
-
-def select(files: list[RemoteFile], target: Target) -> list[RemoteFile]:
-    """FILES (exact paths, or folders ending in `/`), then --include/--exclude, as huggingface_hub matches them."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    chosen = files
-    if target.quant:
-        from . import _quant
-
-        chosen = [f for f in files if _quant.matches(f.path, target.quant)]
-        if not chosen:
-            labels = _quant.available([f.path for f in files])
-            raise NotFoundError(
-                f"No GGUF file of {target.repo}@{target.revision} is quantised {target.quant}.",
-                hint=f"Available: {', '.join(labels)}." if labels else "This repo has no GGUF files.",
-            )
-    if target.files:
-        by_path = {f.path: f for f in chosen}
-        missing = [p for p in target.files
-                   if p not in by_path and not any(f.path.startswith(p.rstrip("/") + "/") for f in chosen)]
-        if missing:
-            raise EntryNotFoundError(
-                f"Not in {target.repo}@{target.revision}: {', '.join(missing)}.",
-                hint="Check the path (case matters) and the revision; a folder is written with a trailing '/'.",
-            )
-        wanted = set(target.files)
-        chosen = [f for f in chosen if f.path in wanted
-                  or any(f.path.startswith(p.rstrip("/") + "/") for p in wanted)]
-    chosen = list(filter_repo_objects(
-        chosen,
-        allow_patterns=list(target.include) or None,
-        ignore_patterns=list(target.exclude) or None,
-        key=lambda f: f.path,
-    ))
-    if not chosen:
-        if target.include or target.exclude:
-            raise NotFoundError(
-                f"No file of {target.repo}@{target.revision} matches the --include/--exclude patterns.",
-                hint="Patterns are globs where * also crosses '/'; a pattern ending in '/' means a folder.",
-            )
-        if files:
-            raise NotFoundError(f"Nothing to download from {target.repo}@{target.revision}.")
-    return chosen
+def run_download(repo: str, files: Sequence[str], options: Options, sink: Sink | None = None, *,
+                 dry_run: bool = False, **selection: object) -> Path | DownloadPlanned:
+    target = resolve_target(repo, files, options, **selection)  # type: ignore[arg-type]
+    job = Download(target, options, sink or NullSink())
+    return job.plan(dry_run=True).report if dry_run else job.run()

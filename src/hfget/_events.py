@@ -17,7 +17,8 @@ class RevisionResolved:
     repo: str
     revision: str
     commit: str
-    endpoint: str | None  # None when the commit came from the cache, with no request
+    endpoint: str | None  # None when no request was made
+    pinned: bool = False  # the revision is a commit: nothing to look up
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,11 @@ class PlannedFile:
     path: str
     size: int
     present: bool  # already in the target, verified when it was published
-    on_disk: int = 0  # bytes a partial file already holds
+    partial_bytes: int = 0  # bytes a partial file already holds (0 for a present file)
+
+    @property
+    def on_disk(self) -> int:  # the JSON schema's deprecated name
+        return self.partial_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,8 @@ class DownloadPlanned:
     path: Path | None = None  # the snapshot folder or local dir the files go to
     files: tuple[PlannedFile, ...] = ()
     free_bytes: int | None = None  # free space at the target
+    endpoint: str | None = None  # where the files would come from
+    dry_run: bool = False  # a plan only: nothing will be fetched
 
 
 @dataclass(frozen=True, slots=True)

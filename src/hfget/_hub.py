@@ -9,49 +9,45 @@ official client does not do are added around it, scoped to hfget's own calls by 
 - huggingface_hub's agent-registry lookup (`/api/agent-harnesses`, made while building its User-Agent) is
   refused before it leaves: it is a round trip per run that a download does not need, and it would go to
   HF_ENDPOINT or huggingface.co even when a mirror is in use. huggingface_hub treats it as unavailable.
-Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else.
+Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else, narrowly: what the
+network raised, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as it
+is, so a bug never looks like a bad mirror (and never triggers fail-over).
+
+`Metadata` asks the endpoint in use (see _mirrors.py) and moves to the next mirror when one cannot answer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import (
     AuthError,
     GatedRepoError,
     HfgetError,
     NetworkError,
+    NotFoundError,
     RepoNotFoundError,
     RevisionNotFoundError,
 )
+from ._events import MetadataRetried, Sink
+from ._mirrors import Mirrors
+from ._models import RemoteFile
 from ._repo import Repo
+from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
 
 if TYPE_CHECKING:
     import httpx2
 
+T = TypeVar("T")
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteFile:
-    """A file of the listing: what identifies its content and what it must hash to."""
-
-    path: str
-    size: int
-    blob_id: str  # git blob sha1; of the LFS pointer for an LFS file
-    lfs_sha256: str | None = None
-    xet_hash: str | None = None
-
-    @property
-    def etag(self) -> str:
-        """The name of its blob in the cache: sha256 for LFS files, git blob sha1 otherwise (§5)."""
-        return self.lfs_sha256 or self.blob_id
 
 
 @dataclass(frozen=True)
@@ -99,66 +95,69 @@ def _scoped(endpoint: str, timeout: float) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
-class HubMetadata:
-    """Revision lookups and listings against one endpoint, with one token (or none)."""
+class Metadata:
+    """Revision lookups and listings on the endpoint in use, failing over to the next mirror."""
 
-    def __init__(self, endpoint: str, token: str | None, *, timeout: float = 30.0, policy=None,
-                 on_retry=None) -> None:
-        from huggingface_hub import HfApi
-
-        from ._retry import RetryPolicy
-
-        self.endpoint = endpoint
+    def __init__(self, mirrors: Mirrors, token: str | None, *, policy: RetryPolicy, sink: Sink,
+                 timeout: float = 30.0) -> None:
+        self.mirrors = mirrors
+        self.token = token
+        self.policy = policy
+        self.sink = sink
         self.timeout = timeout
-        self.policy = policy or RetryPolicy()
-        self.on_retry = on_retry
-        self._api = HfApi(
-            endpoint=endpoint, token=token or False, library_name="hfget", library_version=__version__
-        )
+        self._api: Any = None
+        self._api_endpoint = ""
 
     def resolve_commit(self, repo: Repo, revision: str) -> str:
         """The commit a branch, tag or `refs/pr/N` points at now (one request)."""
-        with self._translated(repo, revision), _scoped(self.endpoint, self.timeout):
-            info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: self._api.repo_info(
-                repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout
-            ))
-        if not info.sha:
-            raise NetworkError(f"{self.endpoint} gave no commit for {repo}@{revision}.")
-        return info.sha
+        return self._on_mirrors(lambda: self._resolve(repo, revision))
 
     def list_files(self, repo: Repo, commit: str) -> list[RemoteFile]:
         """Every file at `commit`, following every page of the recursive tree."""
+        return self._on_mirrors(lambda: self._list(repo, commit))
+
+    def _on_mirrors(self, call: Callable[[], T]) -> T:
+        while True:
+            try:
+                return call()
+            except NetworkError as error:
+                if not self.mirrors.fail_over(error.message):
+                    raise
+
+    def _hf_api(self) -> Any:
+        endpoint = self.mirrors.current
+        if self._api is None or self._api_endpoint != endpoint:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
+                              library_version=__version__)
+            self._api_endpoint = endpoint
+        return self._api
+
+    def _resolve(self, repo: Repo, revision: str) -> str:
+        api, endpoint = self._hf_api(), self.mirrors.current
+        with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout):
+            info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
+                repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
+        if not info.sha:
+            raise NetworkError(f"{endpoint} gave no commit for {repo}@{revision}.")
+        return str(info.sha)
+
+    def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:
         from huggingface_hub.hf_api import RepoFile
 
-        with self._translated(repo, commit), _scoped(self.endpoint, self.timeout):
-            entries = self._retrying(f"the file list of {repo}", lambda: [
-                entry
-                for entry in self._api.list_repo_tree(
-                    repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type
-                )
-                if isinstance(entry, RepoFile)
-            ])
-        files = [
-            RemoteFile(
-                path=e.path,
-                size=e.size,
-                blob_id=e.blob_id,
-                lfs_sha256=e.lfs.sha256 if e.lfs is not None else None,
-                xet_hash=getattr(e, "xet_hash", None),
-            )
-            for e in entries
-        ]
+        api, endpoint = self._hf_api(), self.mirrors.current
+        with _translated(repo, commit, endpoint), _scoped(endpoint, self.timeout):
+            entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
+                repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
+        files = [_remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
         return check_listing(files, repo)
 
-    def _retrying(self, what: str, call):
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Send again on connect errors, timeouts, 408, 429 and 5xx (huggingface_hub does not retry a revision
         lookup); a refused connection gets 3 attempts, the rest the policy's budget."""
-        import time
-
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError
-
-        from ._retry import RETRY_STATUSES
 
         attempt = 0
         while True:
@@ -168,71 +167,100 @@ class HubMetadata:
             except (httpx2.TransportError, HfHubHTTPError) as error:
                 status = _status(error)
                 refused = isinstance(error, httpx2.ConnectError)
-                transient = status in RETRY_STATUSES or (status is None and isinstance(error, httpx2.TransportError))
+                transient = is_transient_status(status) or (status is None and isinstance(error, httpx2.TransportError))
                 limit = min(3, self.policy.retries + 1) if refused else self.policy.retries + 1
                 if not transient or attempt >= limit or not self.policy.spend():
                     raise
-                headers = getattr(getattr(error, "response", None), "headers", None)
-                delay = self.policy.delay(attempt, headers)
-                if self.on_retry is not None:
-                    self.on_retry(what, f"{_status(error) or type(error).__name__}", delay)
+                delay = self.policy.delay(attempt, getattr(getattr(error, "response", None), "headers", None))
+                self.sink.handle(MetadataRetried(what, f"{status or type(error).__name__}", delay))
                 time.sleep(delay)
 
-    @contextlib.contextmanager
-    def _translated(self, repo: Repo, revision: str) -> Iterator[None]:
-        try:
-            yield
-        except HfgetError:
+
+def _remote_file(entry: Any, repo: Repo) -> RemoteFile:
+    if not isinstance(entry.size, int) or not isinstance(entry.blob_id, str):
+        raise NetworkError(f"The listing of {repo} gives {entry.path!r} no usable size or blob id.",
+                           hint="The endpoint may be broken: use another --mirror.")
+    return RemoteFile(path=entry.path, size=entry.size, blob_id=entry.blob_id,
+                      lfs_sha256=entry.lfs.sha256 if entry.lfs is not None else None,
+                      xet_hash=getattr(entry, "xet_hash", None))
+
+
+@contextlib.contextmanager
+def _translated(repo: Repo, revision: str, endpoint: str) -> Iterator[None]:
+    try:
+        yield
+    except HfgetError:
+        raise
+    except Exception as error:
+        translated = translate_error(error, repo=repo, revision=revision, endpoint=endpoint)
+        if translated is None:
             raise
-        except Exception as error:  # huggingface_hub and httpx2 errors, translated in one place
-            raise translate_error(error, repo=repo, revision=revision, endpoint=self.endpoint) from error
+        raise translated from error
 
 
-def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError:
+def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError | None:
+    """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
     import httpx2
     from huggingface_hub import errors as hf_errors
 
+    if isinstance(error, hf_errors.HfHubHTTPError):
+        return _http_error(error, repo=repo, revision=revision, endpoint=endpoint)
+    if isinstance(error, hf_errors.OfflineModeIsEnabled):
+        return NetworkError(f"HF_HUB_OFFLINE is set and {repo}@{revision} is not in the cache.",
+                            hint="Unset HF_HUB_OFFLINE to download it.")
+    if isinstance(error, httpx2.TimeoutException):
+        return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
+                            hint="Try again, or use another --mirror.")
+    if isinstance(error, (httpx2.TransportError, _NotSent)):
+        return NetworkError(f"Cannot reach {endpoint}: {_reason(error)}.",
+                            hint="Check the address and your connection, or use another --mirror.")
+    if isinstance(error, (ValueError, KeyError, TypeError)) and _raised_in_huggingface_hub(error):
+        return NetworkError(f"{endpoint} sent an answer hfget cannot read for {repo}@{revision}: {error}.",
+                            hint="The endpoint may be broken: use another --mirror.")
+    return None
+
+
+def _http_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError:
+    from huggingface_hub import errors as hf_errors
+
+    status = _status(error)
     if isinstance(error, hf_errors.GatedRepoError):
-        if _status(error) == 401:
+        if status == 401:
             hint = "Accept its conditions on the repo's page, then pass that account's token (--token or HF_TOKEN)."
         else:
             hint = "The token's account has no access yet: accept the conditions on the repo's page, or use another token."
-        return GatedRepoError(f"{repo} is gated: {endpoint} refused access ({_status(error)}).", hint=hint)
+        return GatedRepoError(f"{repo} is gated: {endpoint} refused access ({status}).", hint=hint)
     if isinstance(error, hf_errors.RevisionNotFoundError):
         return RevisionNotFoundError(
             f"Revision {revision!r} not found in {repo} on {endpoint}.",
             hint="Check the branch, tag or commit name (use `main` for the default branch).",
         )
-    if isinstance(error, hf_errors.RepositoryNotFoundError) or _status(error) == 401:
-        message = getattr(error, "server_message", None) or ""
-        if "Invalid credentials" in message:
-            return AuthError(
-                f"{endpoint} rejected the token while looking up {repo}.",
-                hint="The token is invalid or expired: pass another with --token or HF_TOKEN.",
-            )
+    if isinstance(error, hf_errors.RepositoryNotFoundError) or status == 401:
+        if "Invalid credentials" in (getattr(error, "server_message", None) or ""):
+            return AuthError(f"{endpoint} rejected the token while looking up {repo}.",
+                             hint="The token is invalid or expired: pass another with --token or HF_TOKEN.")
         return RepoNotFoundError(
             f"Repository {repo} not found on {endpoint} (or it is private).",
             hint="Check the name and --repo-type; for a private repo pass a token with --token or HF_TOKEN.",
         )
-    if _status(error) == 403:
+    if status == 403:
         return AuthError(f"{endpoint} refused access to {repo} (403).", hint="Check that the token may read it.")
-    if isinstance(error, hf_errors.OfflineModeIsEnabled):
-        return NetworkError(
-            f"HF_HUB_OFFLINE is set and {repo}@{revision} is not in the cache.",
-            hint="Unset HF_HUB_OFFLINE to download it.",
-        )
-    if isinstance(error, httpx2.TimeoutException):
-        return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
-                            hint="Try again, or use another --mirror.")
-    if isinstance(error, (httpx2.TransportError, OSError)) and not isinstance(error, hf_errors.HfHubHTTPError):
-        return NetworkError(f"Cannot reach {endpoint}: {_reason(error)}.",
-                            hint="Check the address and your connection, or use another --mirror.")
-    if isinstance(error, hf_errors.HfHubHTTPError):
-        return NetworkError(f"{endpoint} answered {_status(error)} while looking up {repo}@{revision}.",
-                            hint="The endpoint may be having trouble: try again later or use another --mirror.")
-    if isinstance(error, (ValueError, KeyError, TypeError)):
-        return NetworkError(f"{endpoint} sent a listing hfget cannot read for {repo}: {error}.")
-    raise error
+    if status == 404:  # no X-Error-Code (nginx, many mirrors and proxies): the repo or the revision is unknown there
+        return NotFoundError(f"Not found on {endpoint}: {repo}@{revision} (HTTP 404: no such repo or revision).",
+                             hint="Check the repo name, --repo-type and the revision.")
+    return NetworkError(f"{endpoint} answered {status} while looking up {repo}@{revision}.",
+                        hint="The endpoint may be having trouble: try again later or use another --mirror.")
+
+
+def _raised_in_huggingface_hub(error: BaseException) -> bool:
+    """Whether the error comes from huggingface_hub parsing an answer (its innermost frame is in that package)."""
+    import json
+    import traceback
+
+    if isinstance(error, json.JSONDecodeError):
+        return True
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and "huggingface_hub" in frames[-1].filename.replace("\\", "/").split("/")
 
 
 def _status(error: Exception) -> int | None:

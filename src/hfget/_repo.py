@@ -98,7 +98,7 @@ def _parse_plain(text: str) -> RepoSpec:
 
 def _parse_uri(text: str) -> RepoSpec:
     from huggingface_hub.errors import HfUriError
-    from huggingface_hub.utils._hf_uris import parse_hf_uri
+    from huggingface_hub import parse_hf_uri
 
     endpoint = None
     if not text.startswith("hf://"):

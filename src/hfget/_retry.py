@@ -20,6 +20,11 @@ import time
 from collections.abc import Mapping
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def is_transient_status(status: int | None) -> bool:
+    """Whether an HTTP status is worth another attempt: the one classifier for files and metadata."""
+    return status in RETRY_STATUSES
 _RATELIMIT = re.compile(r'"?[\w-]+"?\s*;\s*r\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)')
 _MAX_DELAY = 30.0
 

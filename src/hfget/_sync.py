@@ -21,14 +21,20 @@ Repos are fetched at the same time, sharing one connection budget (`max_connecti
 from __future__ import annotations
 
 import json
-import os
+import queue
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ._diskio import write_atomically
+from ._engine import Download, resolve_target
 from ._errors import NetworkError, UsageError
-from ._events import NullSink, Sink
+from ._events import Event, NullSink, RevisionResolved, Sink
+from ._options import Options, check_keys, read_toml
 
 LOCK_VERSION = 1
+_ENTRY_KEYS = ("id", "type", "revision", "include", "exclude", "quant", "local_dir")
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Entry:
     quant: str | None = None
     local_dir: str | None = None
 
-    def key(self) -> dict:
+    def key(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
@@ -49,31 +55,20 @@ class Entry:
 class SyncResult:
     entry: Entry
     commit: str
-    path: Path
+    path: Path | None  # None when nothing of the repo is on disk
     missing: list[str] = field(default_factory=list)
 
 
-def _load_toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"No manifest at {path}.", hint="Write an hfget.toml with [[repo]] entries.") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path} is not valid TOML: {error}.") from None
-
-
-def read_manifest(path: Path) -> tuple[dict, list[Entry]]:
-    data = _load_toml(path)
+def read_manifest(path: Path) -> tuple[dict[str, Any], list[Entry]]:
+    data = read_toml(path)
+    check_keys(data, ("defaults", "repo"), where=str(path))
     defaults = data.get("defaults", {})
+    check_keys(defaults, ("mirror",), where=f"{path} [defaults]")
     entries = []
     for raw in data.get("repo", []):
-        unknown = set(raw) - {"id", "type", "revision", "include", "exclude", "quant", "local_dir"}
-        if "id" not in raw or unknown:
-            raise UsageError(f"{path}: each [[repo]] needs an id and only known keys (unknown: {sorted(unknown)}).")
+        check_keys(raw, _ENTRY_KEYS, where=f"{path} [[repo]]")
+        if "id" not in raw:
+            raise UsageError(f"{path}: a [[repo]] has no id.", hint='Add id = "org/name".')
         entries.append(Entry(
             id=raw["id"], type=raw.get("type"), revision=raw.get("revision", "main"),
             include=tuple(raw.get("include", ())), exclude=tuple(raw.get("exclude", ())),
@@ -102,85 +97,88 @@ def read_lock(manifest: Path) -> dict[str, str]:
 
 
 def write_lock(manifest: Path, results: list[SyncResult]) -> None:
-    data = {"version": LOCK_VERSION,
-            "repos": [{"entry": r.entry.key(), "commit": r.commit} for r in results]}
-    path = lock_path(manifest)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    data = {"version": LOCK_VERSION, "repos": [{"entry": r.entry.key(), "commit": r.commit} for r in results]}
+    write_atomically(lock_path(manifest), json.dumps(data, indent=2) + "\n")
 
 
-def sync(manifest: Path, *, frozen: bool = False, offline: bool = False, sink: Sink | None = None,
-         **options) -> list[SyncResult]:
+@dataclass(frozen=True)
+class _Job:
+    entry: Entry
+    commit: str | None  # the locked commit, if any
+    options: Options
+
+    @property
+    def revision(self) -> str:
+        return self.commit or self.entry.revision
+
+
+def sync(manifest: Path, options: Options, *, frozen: bool = False, offline: bool = False,
+         sink: Sink | None = None) -> list[SyncResult]:
     defaults, entries = read_manifest(manifest)
     locked = read_lock(manifest) if (frozen or offline) else {}
     if (frozen or offline) and not locked:
         raise UsageError(f"--frozen and --offline need {lock_path(manifest)}.", hint="Run `hfget sync` once first.")
-    if "mirrors" not in options or not options["mirrors"]:
-        options["mirrors"] = tuple(defaults.get("mirror", ()))
-    jobs = []
-    for entry in entries:
-        key = json.dumps(entry.key(), sort_keys=True)
-        commit = locked.get(key)
-        if (frozen or offline) and commit is None:
-            raise UsageError(f"{entry.id} is in {manifest.name} but not in hfget.lock (or its entry changed).",
-                             hint="Run `hfget sync` without --frozen to update the lock.")
-        local_dir = (manifest.parent / entry.local_dir) if entry.local_dir else None
-        args = dict(options, repo_type=entry.type, revision=commit or entry.revision, include=entry.include,
-                    exclude=entry.exclude, quant=entry.quant, local_dir=local_dir)
-        if local_dir is not None:
-            args["cache_dir"] = None  # this repo goes to its own folder
-        jobs.append((entry, commit, args))
+    if options.origins.get("mirror") in (None, "default", "config file") and defaults.get("mirror"):
+        options = options.model_copy(update={"mirror": tuple(defaults["mirror"]),
+                                             "origins": {**options.origins, "mirror": "explicit"}})
+    jobs = [_job(manifest, entry, locked, options, pinned=frozen or offline) for entry in entries]
     if offline:
-        return [_check_offline(entry, commit, args) for entry, commit, args in jobs]
+        return [_check_offline(job) for job in jobs]
     results = _fetch_all(jobs, sink or NullSink())
     if not frozen:
         write_lock(manifest, results)
     return results
 
 
-def _check_offline(entry: Entry, commit: str, args: dict) -> SyncResult:
-    from ._engine import plan
+def _job(manifest: Path, entry: Entry, locked: dict[str, str], options: Options, *, pinned: bool) -> _Job:
+    commit = locked.get(json.dumps(entry.key(), sort_keys=True))
+    if pinned and commit is None:
+        raise UsageError(f"{entry.id} is in {manifest.name} but not in hfget.lock (or its entry changed).",
+                         hint="Run `hfget sync` without --frozen to update the lock.")
+    if entry.local_dir:
+        options = options.model_copy(update={"local_dir": manifest.parent / entry.local_dir, "cache_dir": None})
+    return _Job(entry, commit, options)
 
+
+def _download(job: _Job, sink: Sink, *, options: Options | None = None) -> Download:
+    entry = job.entry
+    target = resolve_target(entry.id, (), options or job.options, repo_type=entry.type, revision=job.revision,
+                            include=entry.include, exclude=entry.exclude, quant=entry.quant)
+    return Download(target, options or job.options, sink)
+
+
+def _check_offline(job: _Job) -> SyncResult:
+    assert job.commit is not None
+    options = job.options.model_copy(update={"offline": True})
     try:
-        report = plan(entry.id, offline=True, **args)
-    except NetworkError:  # not even the file list is in the cache
-        return SyncResult(entry, commit, Path(), ["(the whole repo)"])
-    return SyncResult(entry, report.commit, report.path, [f.path for f in report.files if not f.present])
+        report = _download(job, NullSink(), options=options).plan(dry_run=True).report
+    except NetworkError:  # not even the file list is on disk
+        return SyncResult(job.entry, job.commit, None, ["(the whole repo: not on disk)"])
+    return SyncResult(job.entry, report.commit, report.path, [f.path for f in report.files if not f.present])
 
 
-def _fetch_all(jobs: list, sink: Sink) -> list[SyncResult]:
+def _fetch_all(jobs: list[_Job], sink: Sink) -> list[SyncResult]:
     """Every repo at once, in daemon threads (Ctrl-C must not wait for them), within one connection budget."""
-    import queue
-    import threading
-
-    from ._engine import download
-
-    budget = jobs[0][2].pop("max_connections", None) or 32
+    budget = jobs[0].options.max_connections
     share = max(1, budget // len(jobs))
-    outcomes: queue.SimpleQueue = queue.SimpleQueue()
+    outcomes: queue.SimpleQueue[tuple[int, SyncResult | BaseException]] = queue.SimpleQueue()
 
-    def fetch(index: int, entry: Entry, args: dict) -> None:
-        recorder = _CommitRecorder(sink)
+    def fetch(index: int, job: _Job) -> None:
+        recorder = _CommitRecorder(sink, job.entry.id)
+        options = job.options.model_copy(update={"max_connections": share, "jobs": min(job.options.jobs, share),
+                                                 "connections": min(job.options.connections, share)})
         try:
-            args.pop("max_connections", None)
-            path = download(entry.id, sink=recorder, max_connections=share, jobs=share,
-                            connections=min(8, share), **args)
-            outcomes.put((index, SyncResult(entry, recorder.commit, path)))
+            path = _download(job, recorder, options=options).run()
+            outcomes.put((index, SyncResult(job.entry, recorder.commit, path)))
         except BaseException as error:  # handed to the main thread
             outcomes.put((index, error))
 
-    for index, (entry, _, args) in enumerate(jobs):
-        threading.Thread(target=fetch, args=(index, entry, args), daemon=True).start()
+    for index, job in enumerate(jobs):
+        threading.Thread(target=fetch, args=(index, job), daemon=True).start()
     results: dict[int, SyncResult] = {}
     errors = []
     for _ in jobs:
-        while True:
-            try:
-                index, outcome = outcomes.get(timeout=0.2)
-                break
-            except queue.Empty:
-                continue
+        index, outcome = _next(outcomes)
         if isinstance(outcome, BaseException):
             errors.append(outcome)
         else:
@@ -190,16 +188,23 @@ def _fetch_all(jobs: list, sink: Sink) -> list[SyncResult]:
     return [results[i] for i in range(len(jobs))]
 
 
+def _next(outcomes: queue.SimpleQueue[tuple[int, SyncResult | BaseException]]) -> tuple[int, SyncResult | BaseException]:
+    while True:  # short waits, so Ctrl-C reaches the main thread
+        try:
+            return outcomes.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
 class _CommitRecorder:
     """Passes events on, and keeps the commit the run resolved (for the lock)."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
+    def __init__(self, sink: Sink, repo: str) -> None:
+        for_repo = getattr(sink, "for_repo", None)  # a sink that shows several repos at once names each
+        self.sink: Sink = for_repo(repo) if for_repo is not None else sink
         self.commit = ""
 
-    def handle(self, event) -> None:
-        from ._events import RevisionResolved
-
+    def handle(self, event: Event) -> None:
         if isinstance(event, RevisionResolved):
             self.commit = event.commit
         self.sink.handle(event)

@@ -1,4 +1,5 @@
-"""Content hashes the listing promises: sha256 for LFS files, git blob sha1 for the others (§2).
+"""Content hashes the listing promises: sha256 for LFS files, git blob sha1 for the others (§2), and the thread
+that hashes large files beside the network.
 
 A `ContentHash` is fed bytes in order, as they are written, so verification costs no second read of the
 file; on resume the bytes already on disk are fed first (`update_from_file`).
@@ -7,9 +8,14 @@ file; on resume the bytes already on disk are fed first (`update_from_file`).
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._hub import RemoteFile
+from ._diskio import pread
+from ._models import RemoteFile
 
 _READ_SIZE = 1 << 20
 
@@ -53,11 +59,88 @@ class ContentHash:
 
 def hash_file(file: RemoteFile, path: Path) -> bool:
     """Whether the file at `path` has exactly the listed size and hash."""
+    return check_file(file, path) is None
+
+
+def check_file(file: RemoteFile, path: Path) -> str | None:
+    """What is wrong with the file at `path` (its size, its hash, or it cannot be read); None if it is good."""
     content = ContentHash(file)
     try:
-        if path.stat().st_size != file.size:
-            return False
+        size = path.stat().st_size
+        if size != file.size:
+            return f"size {size} bytes, the listing says {file.size}"
         content.update_from_file(path, file.size)
-    except OSError:
-        return False
-    return content.matches()
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    return mismatch(content)
+
+
+@dataclass(eq=False)
+class HashJob:
+    """A large file being hashed beside the network, from its contiguous written prefix (see PrefixHasher)."""
+
+    fd: int
+    content: ContentHash
+    prefix: Callable[[], int]  # bytes from offset 0 that are written so far
+    done: threading.Event = field(default_factory=threading.Event)
+    error: OSError | None = None
+    abandoned: bool = False  # the partial was reset (a server that ignored Range): a new job replaces this one
+    queued: bool = False
+
+
+class PrefixHasher:
+    """One thread that hashes each large file's contiguous written prefix from the page cache as it grows, so
+    verification costs no second pass at the end (hashlib releases the GIL: it runs beside the network threads).
+
+    A job is done when its whole file is hashed, or when reading it back failed (`error` is then set): a
+    failure never leaves a waiter hanging."""
+
+    BLOCK = 4 << 20
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[HashJob | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="hfget-hash")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def request(self, job: HashJob) -> None:
+        """Hash what has been written since last time (a no-op if the job is already queued)."""
+        with self._lock:
+            if job.queued:
+                return
+            job.queued = True
+        self._queue.put(job)
+
+    def _loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            with self._lock:
+                job.queued = False
+            try:
+                self._advance(job)
+            except OSError as error:
+                job.error = error
+                job.done.set()
+
+    def _advance(self, job: HashJob) -> None:
+        target, content = job.prefix(), job.content
+        while content.length < target and not job.abandoned:
+            block = pread(job.fd, min(self.BLOCK, target - content.length), content.length)
+            if not block:
+                raise OSError(f"the partial file ends at {content.length} bytes")
+            content.update(block)
+        if content.length >= content.file.size:
+            job.done.set()
+
+
+def mismatch(content: ContentHash) -> str | None:
+    """What is wrong with hashed content, in words (the size or the hash); None if it matches the listing."""
+    if content.length != content.file.size:
+        return f"size {content.length} bytes, the listing says {content.file.size}"
+    if content.hexdigest() != content.expected:
+        return f"{content.algorithm} {content.hexdigest()[:12]}… does not match the listing's {content.expected[:12]}…"
+    return None

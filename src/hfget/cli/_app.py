@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from .._errors import ExitCode, HfgetError, InterruptedError_
 from .._version import __version__
+
+if TYPE_CHECKING:
+    from .._events import DownloadPlanned, Sink
+    from .._options import Options
 
 EPILOG = """\
 Examples:
@@ -74,21 +77,17 @@ class Selection:
     token: str | None = field(default=None, repr=False)
     quant: str | None = None
 
-    def engine_options(self, cfg=None) -> dict:
-        """The engine's keyword arguments. Mirrors: --mirror, else the configured ones unless --endpoint,
-        HF_ENDPOINT or a repo URL names the endpoint."""
-        if cfg is None:
-            from .. import _settings
+    def options(self, **flags: Any) -> Options:
+        """The run's options: these flags and `flags` over HFGET_*, the config file and the defaults."""
+        from .._options import Options
 
-            cfg = _settings.load({"mirror": list(self.mirror) or None})
-        mirrors = self.mirror
-        named = self.endpoint or "://" in self.repo or (os.environ.get("HF_ENDPOINT")
-                                                         and not os.environ.get("HFGET_MIRROR"))
-        if not mirrors and not named:
-            mirrors = tuple(cfg.mirror)
-        return dict(repo_type=self.repo_type, revision=self.revision, endpoint=self.endpoint, mirrors=mirrors,
-                    include=self.include, exclude=self.exclude, cache_dir=self.cache_dir,
-                    local_dir=self.local_dir, token=self.token, quant=self.quant)
+        return Options.build({"mirror": self.mirror or None, "endpoint": self.endpoint, "cache_dir": self.cache_dir,
+                              "local_dir": self.local_dir, "token": self.token, **flags}, caller="flag")
+
+    def what(self) -> dict[str, Any]:
+        """The engine's selection keywords."""
+        return {"repo_type": self.repo_type, "revision": self.revision, "include": self.include,
+                "exclude": self.exclude, "quant": self.quant}
 
 
 _SELECTION_PARAMETERS = [
@@ -159,19 +158,19 @@ def _root(
 @with_selection
 def download(
     selection: Selection,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, max=256,
-                                                help="Files in flight at once [default: 32].")] = None,
-    max_connections: Annotated[Optional[int], typer.Option("--max-connections", min=1, max=256,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Files in flight at once [default: 32].",
+                                                show_default=False)] = None,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", show_default=False,
                                                            help="Connections for the whole run [default: 32].")] = None,
-    connections: Annotated[Optional[int], typer.Option("--connections", "-c", min=1, max=64,
+    connections: Annotated[Optional[int], typer.Option("--connections", "-c", show_default=False,
                                                        help="Connections for one large file [default: 8].")] = None,
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
                                                       help="Cap the run's bandwidth, e.g. 20M or 500K "
                                                       "(bytes per second).")] = None,
-    retries: Annotated[Optional[int], typer.Option("--retries", min=0, max=100,
+    retries: Annotated[Optional[int], typer.Option("--retries", show_default=False,
                                                    help="Transient failures tolerated in a row per file "
                                                    "[default: 5].")] = None,
-    stall_timeout: Annotated[Optional[float], typer.Option("--stall-timeout", min=0.1, metavar="SECONDS",
+    stall_timeout: Annotated[Optional[float], typer.Option("--stall-timeout", metavar="SECONDS",
                                                            help="Drop and retry a connection that sends no byte "
                                                            "for this long [default: 30].")] = None,
     no_space_check: Annotated[bool, typer.Option("--no-space-check",
@@ -183,41 +182,48 @@ def download(
     debug: DebugOpt = False,
 ) -> None:
     """Download a repo (or some of its files) into the HF cache or a folder; print where it is."""
-    from .. import _engine, _settings
+    from .._engine import run_download
 
     sink = _make_sink(quiet, json_output, no_progress)
     with _errors_to_exit_codes(debug, sink):
-        cfg = _settings.load(dict(jobs=jobs, max_connections=max_connections, connections=connections,
-                                  limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
-                                  mirror=selection.mirror or None))
-        options = selection.engine_options(cfg)
-        if dry_run:
-            _show_plan(_engine.plan(selection.repo, selection.files, sink=_quiet_or(sink, json_output), **options),
-                       json_output)
-            return
-        path = _engine.download(
-            selection.repo, selection.files, jobs=cfg.jobs, max_connections=cfg.max_connections, connections=cfg.connections,
-            limit_rate=parse_rate(cfg.limit_rate) if cfg.limit_rate else None, retries=cfg.retries,
-            stall_timeout=cfg.stall_timeout, space_check=not no_space_check, sink=sink, **options,
-        )
-    if not json_output:
-        print(path)
+        options = selection.options(jobs=jobs, max_connections=max_connections, connections=connections,
+                                    limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
+                                    space_check=not no_space_check)
+        result = run_download(selection.repo, selection.files, options, _quiet_or(sink, json_output) if dry_run
+                              else sink, dry_run=dry_run, **selection.what())
+    if isinstance(result, Path):
+        if not json_output:
+            print(_printed_path(result, selection))
+    else:
+        _show_plan(result, json_output)
+
+
+def _printed_path(path: Path, selection: Selection) -> Path:
+    """The snapshot folder, or the file itself when the repo argument named one (a .../blob/REV/file URL)."""
+    from .._repo import parse_repo
+
+    spec = parse_repo(selection.repo, repo_type=selection.repo_type)
+    if spec.path and not selection.files and (path / spec.path).is_file():
+        return path / spec.path
+    return path
 
 
 @app.command("ls", epilog="Example:\n\n  hfget ls org/name -I '*.safetensors' --mirror hf-mirror.com")
 @with_selection
 def list_files(
     selection: Selection,
-    json_output: JsonOpt = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document (a `plan`, see hfget._schema).")]
+    = False,
     debug: DebugOpt = False,
 ) -> None:
     """List the files a download would get: sizes, which are cached, the totals, the free space (no body fetched)."""
-    from .. import _engine
+    from .._engine import run_download
     from ._render import QuietSink
 
     with _errors_to_exit_codes(debug, QuietSink()):
-        report = _engine.plan(selection.repo, selection.files, **selection.engine_options())
-        _show_plan(report, json_output)
+        report = run_download(selection.repo, selection.files, selection.options(), QuietSink(), dry_run=True,
+                              **selection.what())
+    _show_plan(report, json_output)
 
 
 @app.command("verify", epilog="Examples:\n\n  hfget verify org/name\n\n  hfget verify org/name -r v1.0 --repair "
@@ -226,29 +232,19 @@ def list_files(
 def verify_files(
     selection: Selection,
     repair: Annotated[bool, typer.Option("--repair", help="Fetch again only the bad and missing files.")] = False,
-    json_output: JsonOpt = False,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON document (a `verify`, see hfget._schema).")]
+    = False,
     debug: DebugOpt = False,
 ) -> None:
     """Re-hash a cached snapshot or a local dir against the listing (offline if need be); report bad files."""
     from .. import _check
+    from ._reports import show_verify
 
     sink = _make_sink(True, False, True)
     with _errors_to_exit_codes(debug, sink):
-        report = _check.verify(selection.repo, selection.files, repair=repair, sink=sink,
-                               **selection.engine_options())
-    if json_output:
-        import json
-
-        print(json.dumps({"repo": report.repo, "commit": report.commit, "path": str(report.path), "ok": report.ok,
-                          "repaired": list(report.repaired),
-                          "files": [{"path": f.path, "size": f.size, "status": f.status} for f in report.files]}))
-    else:
-        for check in report.files:
-            if check.status != "ok" or check.path in report.repaired:
-                fixed = " (repaired)" if check.path in report.repaired and check.status == "ok" else ""
-                print(f"{check.status:>8}  {check.path}{fixed}")
-        good = sum(1 for f in report.files if f.status == "ok")
-        print(f"{good} of {len(report.files)} files good in {report.path}")
+        report = _check.verify(selection.repo, selection.files, selection.options(), repair=repair, sink=sink,
+                               **selection.what())
+    show_verify(report, json_output)
     if not report.ok:
         raise typer.Exit(ExitCode.FAILED)
 
@@ -270,81 +266,54 @@ def sync_manifest(
 ) -> None:
     """Fetch every repo of a manifest (hfget.toml) and pin the commits in hfget.lock: a CI prefetch step."""
     from .. import _sync
-    from ._render import PlainSink, QuietSink
+    from .._options import Options
+    from ._render import QuietSink, RepoSink
+    from ._reports import show_sync
 
-    sink = QuietSink() if quiet else PlainSink()  # several repos at once: lines, not bars
+    sink: Sink = QuietSink() if quiet else RepoSink()  # several repos at once: lines naming the repo
     with _errors_to_exit_codes(debug, sink):
-        results = _sync.sync(manifest, frozen=frozen, offline=offline, sink=sink, mirrors=mirror or (),
-                             endpoint=endpoint, cache_dir=cache_dir, token=token)
-    missing = [(r.entry.id, m) for r in results for m in r.missing]
-    for repo_id, path in missing:
-        print(f"missing  {repo_id}: {path}")
-    for result in results:
-        print(f"{result.entry.id} @ {result.commit} -> {result.path}")
-    if missing:
+        options = Options.build({"mirror": mirror or None, "endpoint": endpoint, "cache_dir": cache_dir,
+                                 "token": token}, caller="flag")
+        results = _sync.sync(manifest, options, frozen=frozen, offline=offline, sink=sink)
+    if not show_sync(results, quiet=quiet):
         raise typer.Exit(ExitCode.FAILED)
 
 
 @app.command("config", epilog="Example:\n\n  HFGET_CONNECTIONS=4 hfget config")
-def show_config() -> None:
+def show_config(debug: DebugOpt = False) -> None:
     """Show the effective settings and where each comes from (flag, environment, config file, default)."""
-    from huggingface_hub import constants
+    from ._render import QuietSink
+    from ._reports import show_settings
 
-    from .. import _settings
-
-    print(f"config file: {_settings.config_path()}{'' if _settings.config_path().exists() else ' (absent)'}")
-    for name, (value, origin) in _settings.sources({}).items():
-        print(f"{name} = {value!r}  ({origin})")
-    for name, value in (("HF_ENDPOINT", constants.ENDPOINT), ("HF_HUB_CACHE", constants.HF_HUB_CACHE),
-                        ("HF_HUB_OFFLINE", constants.is_offline_mode())):
-        print(f"{name} = {value!r}  ({'environment' if name in os.environ else 'default'})")
-    token_origin = ("environment (HF_TOKEN)" if os.environ.get("HF_TOKEN") else
-                    "saved login" if os.path.exists(constants.HF_TOKEN_PATH) else None)
-    print(f"token = {'***' if token_origin else None}  ({token_origin or 'none'})")
+    with _errors_to_exit_codes(debug, QuietSink()):
+        show_settings()
 
 
-def _quiet_or(sink, json_output: bool):
+def _quiet_or(sink: Sink, json_output: bool) -> Sink:
     from ._render import QuietSink
 
     return QuietSink() if json_output else sink
 
 
-def _show_plan(report, json_output: bool) -> None:
+def _show_plan(report: DownloadPlanned, json_output: bool) -> None:
     from ._render import plan_model, plan_table
 
     if json_output:
-        print(plan_model(report, None).model_dump_json(indent=1))
+        print(plan_model(report).model_dump_json(indent=1))
     else:
         plan_table(report, sys.stdout)
 
 
-def parse_rate(text: str) -> float:
-    """`20M` -> 20,000,000 bytes/s; K, M, G are decimal, Ki, Mi, Gi binary; a trailing B or /s is allowed."""
-    from .._errors import UsageError
+def _make_sink(quiet: bool, json_output: bool = False, no_progress: bool = False) -> Sink:
+    from huggingface_hub import constants
 
-    value = text.strip().removesuffix("/s").removesuffix("B").removesuffix("b")
-    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-    for suffix in sorted(units, key=len, reverse=True):
-        number = value[: len(value) - len(suffix)] if suffix else value
-        if value.endswith(suffix) or value.endswith(suffix.lower()) and suffix:
-            try:
-                rate = float(number) * units[suffix]
-            except ValueError:
-                break
-            if rate > 0:
-                return rate
-            break
-    raise UsageError(f"Not a rate: {text!r}.", hint="Use bytes per second such as 20M, 500K or 1.5Mi.")
-
-
-def _make_sink(quiet: bool, json_output: bool = False, no_progress: bool = False):
     from ._render import JsonSink, PlainSink, QuietSink, TerminalSink
 
     if json_output:
         return JsonSink()
     if quiet:
         return QuietSink()
-    if no_progress or os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS"):
+    if no_progress or constants.HF_HUB_DISABLE_PROGRESS_BARS:  # read as huggingface_hub reads it: "0" is off
         return PlainSink(periodic=False)
     if not sys.stderr.isatty():
         return PlainSink()

@@ -8,6 +8,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .. import _schema
 
 from .._events import (
     DownloadFinished,
@@ -25,25 +29,24 @@ from .._events import (
 
 def human_bytes(n: float) -> str:
     """Decimal units, as rich's progress columns and most download tools show them."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+    from rich.filesize import decimal
+
+    return decimal(int(n))
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def describe(event: Event) -> str | None:
     """The one line a plain log shows for an event (None: not worth a line)."""
     if isinstance(event, RevisionResolved):
-        where = f"from {event.endpoint}" if event.endpoint else "from the cache"
+        where = ("a commit: no lookup" if event.pinned else f"from {event.endpoint}" if event.endpoint
+                 else "from the cache")
         at = "" if event.revision == event.commit else f"{event.revision} = "
         return f"{event.repo} @ {at}{event.commit[:12]} ({where})"
     if isinstance(event, DownloadPlanned):
-        if event.files_to_fetch == 0:
-            return f"all {event.files_total} files already present ({human_bytes(event.bytes_total)})"
-        resumed = f", {human_bytes(event.bytes_on_disk)} resumed from partial files" if event.bytes_on_disk else ""
-        return (f"fetching {event.files_to_fetch} of {event.files_total} files, "
-                f"{human_bytes(event.bytes_to_fetch)}{resumed}")
+        return _describe_plan(event)
     if isinstance(event, FileRetried):
         return f"retrying {event.path}: {event.reason}"
     if isinstance(event, MirrorSwitched):
@@ -53,11 +56,25 @@ def describe(event: Event) -> str | None:
     if isinstance(event, FileFailed):
         return f"failed {event.message}"
     if isinstance(event, DownloadFinished):
-        speed = event.bytes_fetched / event.seconds if event.seconds > 0 else 0
-        failed = f", {event.failed} failed" if event.failed else ""
-        return (f"done: {event.files_fetched} files, {human_bytes(event.bytes_fetched)} in {event.seconds:.1f}s "
-                f"({human_bytes(speed)}/s){failed}")
+        return _describe_finish(event)
     return None
+
+
+def _describe_plan(event: DownloadPlanned) -> str:
+    if event.files_to_fetch == 0:
+        return f"up to date: all {_files(event.files_total)} present ({human_bytes(event.bytes_total)})"
+    resumed = f", {human_bytes(event.bytes_on_disk)} resumed from partial files" if event.bytes_on_disk else ""
+    verb = "would fetch" if event.dry_run else "fetching"
+    return f"{verb} {event.files_to_fetch} of {_files(event.files_total)}, {human_bytes(event.bytes_to_fetch)}{resumed}"
+
+
+def _describe_finish(event: DownloadFinished) -> str | None:
+    if event.files_fetched == 0 and event.failed == 0:
+        return None  # the plan's line said "up to date" already
+    speed = event.bytes_fetched / event.seconds if event.seconds > 0 else 0
+    failed = f", {event.failed} failed" if event.failed else ""
+    return (f"done: {_files(event.files_fetched)}, {human_bytes(event.bytes_fetched)} in {event.seconds:.1f}s "
+            f"({human_bytes(speed)}/s){failed}")
 
 
 class PlainSink:
@@ -219,34 +236,32 @@ class JsonSink:
     def handle(self, event: Event) -> None:
         from .. import _schema as s
 
-        if isinstance(event, RevisionResolved):
-            self._endpoint = event.endpoint
-        elif isinstance(event, DownloadPlanned):
-            self.emit(plan_model(event, self._endpoint))
+        if isinstance(event, DownloadPlanned):
+            self.emit(plan_model(event))
             for f in event.files:
                 self._results[f.path] = {"path": f.path, "size": f.size, "status": "present" if f.present
                                          else "fetched"}
         elif isinstance(event, FileStarted):
-            self.emit(s.FileStartedEvent(path=event.path, size=event.size, resumed_from=event.resumed_from))
+            self.emit(s.FileStartedEvent.model_validate(event))
         elif isinstance(event, FileDone):
             self._results.setdefault(event.path, {"path": event.path, "size": event.size}).update(
                 status="fetched", fetched=event.fetched)
-            self.emit(s.FileDoneEvent(path=event.path, size=event.size, fetched=event.fetched))
+            self.emit(s.FileDoneEvent.model_validate(event))
         elif isinstance(event, FileRetried):
             self.emit(s.RetryEvent(path=event.path, reason=event.reason))
         elif isinstance(event, MetadataRetried):
             self.emit(s.RetryEvent(path=None, reason=f"{event.what}: {event.reason}"))
         elif isinstance(event, MirrorSwitched):
-            self.emit(s.MirrorSwitchedEvent(previous=event.previous, endpoint=event.endpoint, reason=event.reason))
+            self.emit(s.MirrorSwitchedEvent.model_validate(event))
         elif isinstance(event, FileFailed):
             self._results.setdefault(event.path, {"path": event.path, "size": 0}).update(
                 status="failed", message=event.message)
             self.emit(s.ErrorEvent(path=event.path, message=event.message))
         elif isinstance(event, DownloadFinished):
             self.emit(s.SummaryEvent(
-                path=str(event.path), commit=event.commit, files_fetched=event.files_fetched,
+                path=event.path, commit=event.commit, files_fetched=event.files_fetched,
                 bytes_fetched=event.bytes_fetched, seconds=round(event.seconds, 3), failed=event.failed,
-                files=[s.FileResult(**r) for r in self._results.values()],
+                files=[s.FileResult.model_validate(r) for r in self._results.values()],
             ))
 
     def advance(self, path: str, nbytes: int) -> None:
@@ -258,23 +273,46 @@ class JsonSink:
         self.emit(s.ErrorEvent(path=None, message=error.message, hint=error.hint, exit_code=int(error.exit_code)))
 
 
-def plan_model(event: DownloadPlanned, endpoint: str | None):
-    from .. import _schema as s
+def plan_model(event: DownloadPlanned) -> _schema.PlanEvent:
+    from .. import _schema
 
-    return s.PlanEvent(
-        repo=event.repo, revision=event.revision, commit=event.commit, endpoint=endpoint, path=str(event.path),
-        files_total=event.files_total, bytes_total=event.bytes_total, files_to_fetch=event.files_to_fetch,
-        bytes_to_fetch=event.bytes_to_fetch, bytes_on_disk=event.bytes_on_disk, free_bytes=event.free_bytes,
-        files=[s.PlanFile(path=f.path, size=f.size, present=f.present, on_disk=f.on_disk) for f in event.files],
-    )
+    return _schema.PlanEvent.model_validate(event)
 
 
 def plan_table(event: DownloadPlanned, stream) -> None:
     """--dry-run and `ls` without --json: one line per file, then the totals. Plain text, no colour codes."""
     for f in event.files:
-        state = "cached" if f.present else (f"partial {human_bytes(f.on_disk)}" if f.on_disk else "fetch")
+        state = "cached" if f.present else (f"partial {human_bytes(f.partial_bytes)}" if f.partial_bytes else "fetch")
         print(f"{state:>18}  {human_bytes(f.size):>10}  {f.path}", file=stream)
     free = human_bytes(event.free_bytes) if event.free_bytes is not None else "unknown"
-    print(f"{event.files_total} files, {human_bytes(event.bytes_total)}; to fetch: {event.files_to_fetch} files, "
+    print(f"{_files(event.files_total)}, {human_bytes(event.bytes_total)}; to fetch: {_files(event.files_to_fetch)}, "
           f"{human_bytes(event.bytes_to_fetch)}; free at the target: {free}", file=stream)
     print(f"{event.repo} @ {event.commit} -> {event.path}", file=stream)
+
+
+class RepoSink(PlainSink):
+    """`sync`: several repos at once, so every line names its repo (no periodic lines: they would interleave)."""
+
+    def __init__(self) -> None:
+        super().__init__(periodic=False)
+        self._repos: dict[int, str] = {}
+
+    def for_repo(self, repo: str) -> _Prefixed:
+        return _Prefixed(self, repo)
+
+
+class _Prefixed:
+    def __init__(self, sink: PlainSink, repo: str) -> None:
+        self.sink = sink
+        self.repo = repo
+
+    def handle(self, event: Event) -> None:
+        line = describe(event)
+        if line is not None and not isinstance(event, RevisionResolved):
+            line = f"{self.repo}: {line}"
+        if line is not None:
+            with self.sink._lock:
+                print(line, file=self.sink.stream, flush=True)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        pass

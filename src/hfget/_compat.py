@@ -1,0 +1,67 @@
+"""The private parts of huggingface_hub that hfget relies on, gathered in one place.
+
+huggingface_hub has no public API for its tree cache (`trees/<commit>.json`), for the `CACHEDIR.TAG` it writes,
+or for the `.cache/huggingface/` bookkeeping of a local dir; hfget must read and write exactly those files for
+`snapshot_download(local_files_only=True)` and `hf download --local-dir` to trust what hfget fetched. They are
+imported here and nowhere else; pyproject.toml bounds huggingface_hub below 3, and the contract tests
+(test_download.py: layouts compared with huggingface_hub's own output) fail if a release changes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._models import RemoteFile
+
+
+def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
+    """The listing huggingface_hub cached for `commit` under `folder` (None when it has none)."""
+    from huggingface_hub._tree_cache import read_tree_cache
+
+    listing = read_tree_cache(str(folder), commit)
+    if listing is None:
+        return None
+    return [RemoteFile(path=path, size=e.size, blob_id=e.blob_id, lfs_sha256=e.lfs_sha256, xet_hash=e.xet_hash)
+            for path, e in listing.items()]
+
+
+def write_tree(folder: Path, commit: str, files: list[RemoteFile]) -> None:
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
+
+    entries = {
+        f.path: TreeCacheEntry(size=f.size, blob_id=f.blob_id, lfs_sha256=f.lfs_sha256,
+                               lfs_size=f.size if f.lfs_sha256 else None, xet_hash=f.xet_hash)
+        for f in files
+    }
+    write_tree_cache(str(folder), commit, entries)
+
+
+def create_cachedir_tag(cache_dir: Path) -> None:
+    from huggingface_hub._local_folder import _create_cachedir_tag
+
+    _create_cachedir_tag(cache_dir)
+
+
+def local_metadata_path(local_dir: Path, path: str) -> Path:
+    """Where huggingface_hub keeps a local-dir file's record, computed without creating anything (its own
+    `get_local_download_paths` creates folders, and a plan must write nothing)."""
+    return local_dir / ".cache" / "huggingface" / "download" / f"{path}.metadata"
+
+
+def read_local_metadata(local_dir: Path, path: str) -> tuple[str, str] | None:
+    """(commit, etag) recorded for a local-dir file, if the file is not newer than the record (huggingface_hub's
+    rule, `read_download_metadata`, which takes a lock file and so writes; this reads only)."""
+    record = local_metadata_path(local_dir, path)
+    try:
+        commit, etag, timestamp = record.read_text().splitlines()[:3]
+        if (local_dir / path).stat().st_mtime - 1 <= float(timestamp):
+            return commit.strip(), etag.strip()
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def write_local_metadata(local_dir: Path, path: str, commit: str, etag: str) -> None:
+    from huggingface_hub._local_folder import write_download_metadata
+
+    write_download_metadata(local_dir, path, commit, etag)

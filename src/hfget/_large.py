@@ -1,0 +1,251 @@
+"""A large file: byte ranges over several connections, written in place into one sparse partial.
+
+    start        claim the file, load the ledger from the resume sidecar, open the partial at its final size,
+                 send the first ranged GET (the probe)
+    run_segment  one connection's range: a 206 proves Range works and lets others join (Task.cap); a 200 means
+                 the server ignores Range, so the file becomes one stream from byte 0
+    finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
+
+Writes go through `pwrite` under the task's lock, which also guards the ledger; the ranges written are saved to
+the sidecar every SAVE_EVERY seconds and whenever a connection stops. A connection that fails gives its range
+back and the file waits `retry_at` before another connection starts on it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from . import _resume
+from ._diskio import pwrite
+from ._errors import FileDownloadError, VerificationError
+from ._events import FileRetried, FileStarted
+from ._exchange import Transient, check_reply, chunks
+from ._ownership import Claim
+from ._pieces import Ledger, Segment
+from ._small import too_long, twice
+from ._task import RangeSupport, State, Task
+from ._verify import ContentHash, HashJob, PrefixHasher, mismatch
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from ._transfer import Transfers
+
+
+def start(run: Transfers, task: Task) -> None:
+    claim = run.begin(task)
+    if claim is Claim.WAIT:
+        run.scheduler.requeue(task, 0.5)
+        return
+    if claim is Claim.DONE:
+        task.move(State.PUBLISHED)
+        run.finish(task, 0)
+        return
+    ledger = _open(run, task)
+    run.sink.handle(FileStarted(task.file.path, task.file.size, task.resumed))
+    if ledger.complete:  # a previous run wrote every byte but was stopped before publishing
+        with task.lock:
+            task.ledger = ledger
+            task.move(State.RUNNING)
+            task.move(State.VERIFYING)
+        finish(run, task)
+        return
+    with task.lock:  # the ledger becomes visible to other workers with its probe already claimed
+        segment = ledger.claim(allow_split=False)
+        task.ledger = ledger
+        task.connections = 1
+        task.move(State.RUNNING)
+    assert segment is not None
+    run_segment(run, task, segment)
+
+
+def _open(run: Transfers, task: Task) -> Ledger:
+    from ._transfer import MIN_SPLIT
+
+    file, partial = task.file, task.partial
+    assert partial is not None
+    ledger = Ledger(file.size, _resume.load(partial, file), min_split=MIN_SPLIT)
+    task.resumed = ledger.done_bytes
+    _resume.save(partial, file, ledger.done)  # before the partial is written at any offset
+    task.fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    if os.fstat(task.fd).st_size != file.size:
+        os.ftruncate(task.fd, file.size)  # sparse: never more than the file's size on disk
+    task.hash_job = _hash_job(task, ledger)
+    return ledger
+
+
+def _hash_job(task: Task, ledger: Ledger) -> HashJob:
+    assert task.fd is not None
+
+    def prefix() -> int:
+        with task.lock:
+            return ledger.contiguous_prefix()
+
+    return HashJob(task.fd, ContentHash(task.file), prefix)
+
+
+def run_segment(run: Transfers, task: Task, segment: Segment) -> None:
+    try:
+        asked_end = segment.end  # a split may move segment.end down while the request is in flight
+        response = run.exchange.open(task.file, task.link, segment.http_range())
+        try:
+            check_reply(response, task.file, segment.position, asked_end)
+            segment = _range_support(run, task, segment, response.status_code)
+            _write(run, task, segment, response)
+        finally:
+            response.close()
+    except Transient as error:
+        _segment_failed(run, task, segment, error)
+        return
+    except BaseException:
+        _release(run, task, segment)
+        raise
+    if segment.position < segment.end:
+        _segment_failed(run, task, segment, Transient(
+            f"connection closed at byte {segment.position}, range ended at {segment.end}"))
+        return
+    _release(run, task, segment)
+    with task.lock:  # exactly one connection finishes the file
+        complete = task.ledger is not None and task.ledger.complete and task.try_move(State.VERIFYING)
+    if complete:
+        finish(run, task)
+
+
+def _range_support(run: Transfers, task: Task, segment: Segment, status: int) -> Segment:
+    if status == 200:  # the whole body: the server ignores Range
+        if task.ranges is RangeSupport.YES:
+            raise Transient("the server ignored Range this time", blame=1)
+        return _one_stream(run, task)
+    if task.ranges is RangeSupport.UNKNOWN:
+        task.ranges = RangeSupport.YES
+        run.scheduler.wake()  # other connections may join now
+    return segment
+
+
+def _one_stream(run: Transfers, task: Task) -> Segment:
+    """The server sent the whole body: forget the ranges, write it front to back on this connection."""
+    with task.lock:
+        assert task.ledger is not None and task.hash_job is not None
+        task.ledger.reset()
+        segment = task.ledger.claim(allow_split=False)
+        task.ranges = RangeSupport.NO
+        task.resumed = 0
+        task.hash_job.abandoned = True
+        task.hash_job = _hash_job(task, task.ledger)
+    assert segment is not None
+    return segment
+
+
+def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Response) -> None:
+    file, fd, ledger, job = task.file, task.fd, task.ledger, task.hash_job
+    assert fd is not None and ledger is not None and job is not None
+    received = 0
+    try:
+        for chunk in chunks(response):
+            run.check_cancelled()
+            with task.lock:
+                room = segment.end - segment.position
+                if room <= 0:
+                    break  # another connection took over the rest of this range
+                if len(chunk) > room:
+                    if segment.end == file.size:
+                        raise too_long(task)
+                    chunk = chunk[:room]
+                pwrite(fd, chunk, segment.position)
+                ledger.record(segment, len(chunk))
+                prefix = ledger.contiguous_prefix()
+            received += len(chunk)
+            _progress(run, task, len(chunk), prefix - job.content.length >= PrefixHasher.BLOCK or ledger.complete)
+    finally:
+        with task.lock:
+            task.received += received
+
+
+def _progress(run: Transfers, task: Task, nbytes: int, hash_more: bool) -> None:
+    task.failures = 0  # bytes arrive: the file's retry budget starts again
+    if task.speed.add(nbytes, task.connections) and task.connections < task.cap(
+            run.options.connections_per_file, run.scheduler.split_below):
+        run.scheduler.wake()  # idle workers may join this file now
+    run.count(task.file, nbytes)
+    if hash_more and task.hash_job is not None:
+        run.hasher.request(task.hash_job)
+    run.save_state(task)
+
+
+def _segment_failed(run: Transfers, task: Task, segment: Segment, error: Transient) -> None:
+    _release(run, task, segment)
+    try:
+        delay = run.retry_delay(task, error)
+    except FileDownloadError as final:
+        fail(run, task, final)
+        return
+    task.retry_at = time.monotonic() + delay
+
+
+def _release(run: Transfers, task: Task, segment: Segment) -> None:
+    with task.lock:
+        if task.ledger is not None:
+            task.ledger.release(segment)
+    run.scheduler.connection_done(task)
+    run.save_state(task, force=True)
+
+
+def finish(run: Transfers, task: Task) -> None:
+    """Every byte is written: wait for the hash, then publish, or discard and fetch once more."""
+    job = task.hash_job
+    assert job is not None and task.partial is not None
+    run.hasher.request(job)
+    while not job.done.wait(0.2):
+        run.check_cancelled()
+    _close(task)
+    if job.error is not None:
+        raise FileDownloadError(task.file.path, f"{task.file.path}: cannot read the partial file back to verify "
+                                f"it ({job.error}).", hint="Check the disk; the partial file is kept.")
+    problem = mismatch(job.content)
+    if problem is not None:
+        _mismatch(run, task, VerificationError(task.file.path, f"{task.file.path}: {problem}"))
+        return
+    with task.lock:
+        _resume.state_path(task.partial).unlink(missing_ok=True)
+    run.destination.on_verified(task.file, task.partial, task.received)
+    with task.lock:
+        task.move(State.PUBLISHED)
+    run.finish(task, task.received)
+
+
+def _mismatch(run: Transfers, task: Task, error: VerificationError) -> None:
+    assert task.partial is not None
+    _resume.discard(task.partial)
+    if task.verify_attempt >= 2:
+        fail(run, task, twice(error))
+        return
+    run.sink.handle(FileRetried(task.file.path, error.message, discarded=task.file.size))
+    with task.lock:
+        task.move(State.FAILED)  # this attempt; a fresh task fetches the file again
+    run.scheduler.replace(task, task.again())
+
+
+def fail(run: Transfers, task: Task, error: BaseException) -> None:
+    with task.lock:
+        if task.state in (State.FAILED, State.PUBLISHED, State.STOPPED):
+            return
+        if task.ledger is not None:
+            for segment in task.ledger.active:
+                segment.end = segment.position  # stop its other connections
+    run.save_state(task, force=True)
+    _close(task)
+    run.finish(task, error)
+
+
+def _close(task: Task) -> None:
+    if task.hash_job is not None and not task.hash_job.done.is_set():
+        task.hash_job.abandoned = True  # the hasher must not read a descriptor number that may be reused
+    fd, task.fd = task.fd, None
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+

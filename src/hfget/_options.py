@@ -1,0 +1,202 @@
+"""One typed, frozen options object for a run, built once: explicit values > HFGET_* > config file > defaults.
+
+    explicit (a flag, or a keyword of hfget.download)  >  HFGET_JOBS=8  >  ~/.config/hfget/config.toml  >  default
+
+The defaults are the field defaults of `Options` and are written nowhere else. The CLI, `sync`, `verify`,
+`plan()` and `download()` all call `Options.build`, so every entry point honours the same settings.
+
+The config file (`$HFGET_CONFIG`, else `$XDG_CONFIG_HOME/hfget/config.toml`, else `~/.config/hfget/config.toml`)
+holds the settings of `SETTINGS`; an unknown key is an error that suggests the closest known one.
+
+Each source is validated on its own before they are merged, so an error names where the bad value came from
+(`--jobs`, `jobs=`, `HFGET_JOBS`, or the file and key). That, and the `origins` that `hfget config` shows, is why
+the sources are read here rather than through pydantic-settings, which merges first and validates after.
+
+The Hub's own variables keep their meaning and are read where huggingface_hub reads them: HF_ENDPOINT,
+HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_HUB_DISABLE_SYMLINKS, HF_HUB_DISABLE_PROGRESS_BARS.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ._errors import UsageError
+
+Caller = Literal["flag", "argument"]
+
+
+def _rate(value: Any) -> Any:
+    """`20M` -> 20e6 bytes/s: pydantic's ByteSize units (K, M, G decimal; KiB, MiB binary), plus `Mi` and `/s`."""
+    if not isinstance(value, str):
+        return value
+    from pydantic import ByteSize, TypeAdapter
+
+    text = value.strip().removesuffix("/s")
+    if text[-1:] in ("i", "I"):
+        text += "B"
+    try:
+        return float(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError:
+        raise ValueError(f"not a rate: {value!r} (use bytes per second such as 20M, 500K or 1.5MiB)") from None
+
+
+def _names(value: Any) -> Any:
+    """A list of mirrors: a list, or text with commas (HFGET_MIRROR="a.example,b.example")."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Options(BaseModel):
+    """How a run fetches. Frozen; build it with `Options.build`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # settings: also read from HFGET_* and the config file
+    mirror: Annotated[tuple[str, ...], BeforeValidator(_names)] = ()
+    jobs: int = Field(32, ge=1, le=256, description="files in flight at once")
+    max_connections: int = Field(32, ge=1, le=256, description="connections for the whole run")
+    connections: int = Field(8, ge=1, le=64, description="connections for one large file")
+    limit_rate: Annotated[float | None, BeforeValidator(_rate), Field(gt=0)] = None
+    retries: int = Field(5, ge=0, le=100, description="transient failures in a row per file")
+    stall_timeout: float = Field(30.0, gt=0, description="seconds without a byte before a connection is dropped")
+    # the run only: explicit values
+    endpoint: str | None = None
+    token: str | None = Field(None, repr=False)
+    cache_dir: Path | None = None
+    local_dir: Path | None = None
+    offline: bool | None = None  # None: HF_HUB_OFFLINE decides
+    space_check: bool = True
+    # where each setting came from: "explicit", "environment", "config file" or "default"
+    origins: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @property
+    def connections_per_file(self) -> int:
+        return min(self.connections, self.max_connections)
+
+    @property
+    def files_in_flight(self) -> int:
+        return min(self.jobs, self.max_connections)
+
+    @classmethod
+    def build(cls, given: Mapping[str, Any] | None = None, *, caller: Caller = "argument") -> Options:
+        """The options of a run: `given` holds what the caller set explicitly (None means "not set")."""
+        explicit = {k: v for k, v in (given or {}).items() if v is not None}
+        _validate(explicit, lambda name: _label(name, caller))
+        env = environment_values()
+        _validate(env, lambda name: f"HFGET_{name.upper()}")
+        path = config_path()
+        from_file = read_config(path)
+        _validate(from_file, lambda name: f"{name} in {path}")
+        merged = {**from_file, **env, **explicit}
+        origins = {name: "explicit" if name in explicit else "environment" if name in env
+                   else "config file" if name in from_file else "default" for name in SETTINGS}
+        return cls.model_validate({**merged, "origins": origins})
+
+
+SETTINGS = ("mirror", "jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout")
+
+
+def _label(name: str, caller: Caller) -> str:
+    return f"--{name.replace('_', '-')}" if caller == "flag" else f"{name}="
+
+
+def _validate(values: dict[str, Any], label: Any) -> None:
+    if not values:
+        return
+    try:
+        Options.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        shown = first.get("input")
+        raise UsageError(f"Bad setting {label(name)}: {message[:1].lower()}{message[1:]} (got {shown!r}).",
+                         hint=_fix_hint(label(name))) from None
+
+
+def _fix_hint(where: str) -> str | None:
+    if " in " in where:
+        return f"Fix the key{where[where.index(' in '):]}."
+    return None
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("HFGET_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "hfget" / "config.toml"
+
+
+def environment_values() -> dict[str, str]:
+    values = {}
+    for name in SETTINGS:
+        raw = os.environ.get(f"HFGET_{name.upper()}")
+        if raw:
+            values[name] = raw
+    return values
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The config file's settings ({} when there is none); unknown keys are errors."""
+    data = read_toml(path, missing_ok=True)
+    check_keys(data, SETTINGS, where=str(path))
+    return data
+
+
+def check_keys(data: Mapping[str, Any], known: tuple[str, ...], *, where: str) -> None:
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else f"Known keys: {', '.join(known)}."
+            raise UsageError(f"{where}: unknown key {key!r}.", hint=hint)
+
+
+def read_toml(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise UsageError(f"No file at {path}.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"Cannot read {path}: {error}.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path} is not valid TOML: {error}.") from None
+
+
+def describe(options: Options) -> list[tuple[str, str, str]]:
+    """(name, value as text, origin) for each setting, as `hfget config` shows them."""
+    rows = []
+    for name in SETTINGS:
+        value = getattr(options, name)
+        origin = options.origins.get(name, "default")
+        if origin == "environment":
+            origin = f"from HFGET_{name.upper()}"
+        elif origin == "config file":
+            origin = f"from config file {config_path()}"
+        elif origin == "explicit":
+            origin = "from the command line"
+        rows.append((name, _text(value), origin))
+    return rows
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, tuple):
+        return ", ".join(value) if value else "(none)"
+    return str(value)

@@ -1,0 +1,216 @@
+"""Who fetches a file: advisory locks between processes, and a partial file of one's own.
+
+Two mechanisms, for two jobs:
+- `BlobLocks` spare duplicate downloads: a process that holds a blob's lock fetches it, the others wait and then
+  find it published. One byte-range lock (`fcntl.lockf`) per blob in one file per repo: creating a lock file per
+  blob cost ~1 s per 2,000 small files (profiled). Where locks are unavailable (Windows, some network
+  filesystems, HFGET_LOCKS=0, a read-only cache) hfget runs without them.
+- Owned partial names keep runs correct whether or not the locks work (on NFS and Lustre `flock` may silently do
+  nothing). A partial at rest has the "parked" name `<...>.hfget.incomplete`; a run that works on it first
+  renames it to `<...>.hfget-<host>-<pid>-<random>.incomplete`. A rename is atomic, so of several processes
+  exactly one gets it and no two ever write one file. A run that stops parks its partial again; one that is
+  killed leaves its own name behind, which a later run adopts once that process is gone (same host, dead pid)
+  or the file has not changed for an hour. The resume sidecar (_resume.py) moves with its partial.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from . import _resume
+from ._models import RemoteFile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lockf; owned partial names still keep concurrent runs correct
+    fcntl = None  # type: ignore[assignment]
+
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_") or "host"
+_STALE = 3600.0
+_LISTING_TTL = 5.0
+_SUFFIX = ".hfget.incomplete"
+
+
+class BlobLocks:
+    """Advisory locks, one per blob, as one-byte locks in one file per repo."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, path: Path) -> BlobLocks | None:
+        if fcntl is None or os.environ.get("HFGET_LOCKS") == "0":
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return cls(os.open(path, os.O_RDWR | os.O_CREAT, 0o664))
+        except OSError:
+            return None  # e.g. a read-only cache: no locks, and nothing will be written without a claim
+
+    @staticmethod
+    def offset(key: str) -> int:
+        """Where the blob's byte lies: drawn from a digest of the key, the same in every process (unlike hash())."""
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=6).digest(), "big")
+
+    def try_lock(self, key: str) -> bool:
+        assert fcntl is not None
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset(key), os.SEEK_SET)
+        except (BlockingIOError, PermissionError):
+            return False
+        except OSError:
+            return True  # the filesystem does not lock: carry on without
+        return True
+
+    def unlock(self, key: str) -> None:
+        assert fcntl is not None
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self.offset(key), os.SEEK_SET)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class Claim(enum.Enum):
+    GO = "go"  # this process owns the file now
+    WAIT = "wait"  # another process is fetching it
+    DONE = "done"  # another process published it meanwhile
+
+
+def _base(parked: Path) -> str:
+    return parked.name.removesuffix(_SUFFIX)
+
+
+def owned_name(parked: Path) -> Path:
+    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}.incomplete")
+
+
+_LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
+
+
+def _partials_by_base(folder: Path) -> dict[str, list[str]]:
+    """Partials in `folder` (parked or owned), by base name: one scan per folder for a few seconds, not one per
+    file (a repo of thousands of files would otherwise scan its blobs folder thousands of times)."""
+    now = time.monotonic()
+    cached = _LISTINGS.get(folder)
+    if cached is not None and now - cached[0] < _LISTING_TTL:
+        return cached[1]
+    names: dict[str, list[str]] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                base, marker, _ = entry.name.partition(".hfget-")
+                if marker and entry.name.endswith(".incomplete"):
+                    names.setdefault(base, []).append(entry.name)
+                elif entry.name.endswith(_SUFFIX):
+                    names.setdefault(entry.name.removesuffix(_SUFFIX), []).append(entry.name)
+    except OSError:
+        pass
+    _LISTINGS[folder] = (now, names)
+    return names
+
+
+def forget_listing(folder: Path) -> None:
+    _LISTINGS.pop(folder, None)
+
+
+def orphans(parked: Path) -> list[Path]:
+    """Owned partials of this file whose owner is gone (dead pid on this host) or silent for an hour."""
+    found = []
+    base = _base(parked)
+    for name in _partials_by_base(parked.parent).get(base, ()):
+        if name == parked.name:
+            continue
+        path = parked.parent / name
+        owner = name[len(base) + len(".hfget-"):].removesuffix(".incomplete").split("-")
+        try:
+            host, pid = owner[0], int(owner[1])
+            age = time.time() - path.stat().st_mtime
+        except (IndexError, ValueError, OSError):
+            continue
+        if (host == _HOST and not _alive(pid)) or age > _STALE:
+            found.append(path)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def claim(parked: Path) -> Path:
+    """A partial of our own for this file: the parked one or an orphan (renamed, with its sidecar), else a new
+    name. An orphan's sidecar goes with it; a second orphan's leftovers are removed."""
+    owned = owned_name(parked)
+    _make_folder(parked.parent)
+    if _base(parked) not in _partials_by_base(parked.parent):
+        return owned  # nothing to take over: spare the failing renames (this runs for every file)
+    taken = False
+    for candidate in [parked, *orphans(parked)]:
+        if taken:
+            _resume.discard(candidate)  # an older leftover of the same file: what we took is as good
+            continue
+        taken = _take(candidate, owned)
+    forget_listing(parked.parent)
+    return owned
+
+
+_MADE: set[Path] = set()
+
+
+def _make_folder(folder: Path) -> None:
+    if folder not in _MADE:  # thousands of files share a folder: one mkdir each
+        folder.mkdir(parents=True, exist_ok=True)
+        _MADE.add(folder)
+
+
+def _take(candidate: Path, owned: Path) -> bool:
+    try:
+        os.rename(candidate, owned)
+    except FileNotFoundError:
+        return False  # someone else took that partial first
+    try:
+        os.rename(_resume.state_path(candidate), _resume.state_path(owned))
+    except FileNotFoundError:
+        _resume.state_path(owned).unlink(missing_ok=True)
+    return True
+
+
+def park(owned: Path, parked: Path) -> None:
+    """Hand our partial to the next run under the parked name (unless another run parked one meanwhile)."""
+    if not owned.exists():
+        _resume.state_path(owned).unlink(missing_ok=True)
+        return
+    try:
+        os.link(owned, parked)  # never replaces: an existing parked partial stays as it is
+    except FileExistsError:
+        _resume.discard(owned)
+        return
+    except OSError:
+        return  # no hard links here: the partial stays under our name, adopted later as an orphan
+    try:
+        os.replace(_resume.state_path(owned), _resume.state_path(parked))
+    except FileNotFoundError:
+        _resume.state_path(parked).unlink(missing_ok=True)  # a stale sidecar must not describe the new partial
+    owned.unlink(missing_ok=True)
+
+
+def resumable_bytes(parked: Path, file: RemoteFile) -> int:
+    """Bytes of `file` a run can take over from the parked partial or an orphan (for the plan's numbers)."""
+    best = 0
+    for candidate in [parked, *orphans(parked)]:
+        best = max(best, sum(b - a for a, b in _resume.load(candidate, file)))
+    return best

@@ -1,0 +1,116 @@
+"""A small file: one GET, written front to back into its partial, hashed as it arrives, resumed from its length.
+
+A transient failure sends the file back to the queue (its worker is freed) with the delay the retry policy
+chose; a hash mismatch discards the partial and fetches once more; a second mismatch fails the file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import _resume
+from ._diskio import file_size
+from ._errors import FileDownloadError, VerificationError
+from ._events import FileRetried, FileStarted
+from ._exchange import Transient, check_reply, chunks
+from ._ownership import Claim
+from ._task import State, Task
+from ._verify import ContentHash, mismatch
+
+if TYPE_CHECKING:
+    from ._transfer import Transfers
+
+
+def fetch(run: Transfers, task: Task) -> None:
+    """Fetch, verify and publish `task`'s file, or put it back in the queue to retry later."""
+    claim = run.begin(task)
+    if claim is Claim.WAIT:
+        run.scheduler.requeue(task, 0.5)
+        return
+    if claim is Claim.DONE:
+        task.move(State.PUBLISHED)
+        run.finish(task, 0)
+        return
+    if task.state is State.QUEUED:
+        task.move(State.RUNNING)
+    if task.first_time("started"):
+        on_disk = file_size(task.partial) if task.partial else None
+        run.sink.handle(FileStarted(task.file.path, task.file.size,
+                                    on_disk if on_disk and on_disk <= task.file.size else 0))
+    try:
+        _fetch_verified(run, task)
+    except Transient as error:
+        task.received += error.received
+        run.scheduler.requeue(task, run.retry_delay(task, error))
+        return
+    assert task.partial is not None
+    run.destination.on_verified(task.file, task.partial, task.received)
+    task.move(State.PUBLISHED)
+    run.finish(task, task.received)
+
+
+def _fetch_verified(run: Transfers, task: Task) -> None:
+    """Stream until the partial holds the whole file with the right hash (a mismatch is fetched once more)."""
+    assert task.partial is not None
+    while True:
+        content = _stream(run, task)
+        problem = mismatch(content)
+        if problem is None:
+            return
+        _resume.discard(task.partial)
+        error = VerificationError(task.file.path, f"{task.file.path}: {problem}")
+        if task.verify_attempt >= 2:
+            raise twice(error)
+        task.verify_attempt += 1
+        run.sink.handle(FileRetried(task.file.path, error.message))
+
+
+def _stream(run: Transfers, task: Task) -> ContentHash:
+    file, partial = task.file, task.partial
+    assert partial is not None
+    content = ContentHash(file)
+    offset = file_size(partial)
+    if offset is None or offset > file.size:
+        with open(partial, "wb"):  # a fresh (or untrustworthy) partial
+            offset = 0
+    elif offset:
+        content.update_from_file(partial, offset)
+    if offset == file.size:
+        return content
+    response = run.exchange.open(file, task.link, f"bytes={offset}-" if offset else None)
+    received = 0
+    try:
+        start = check_reply(response, file, offset, None)
+        if start == 0 and offset:
+            content = ContentHash(file)  # the server ignored Range: start again
+        with open(partial, "r+b", buffering=0) as out:
+            out.truncate(start)
+            out.seek(start)
+            for chunk in chunks(response):
+                run.check_cancelled()
+                if content.length + len(chunk) > file.size:
+                    raise too_long(task)
+                out.write(chunk)
+                content.update(chunk)
+                received += len(chunk)
+                run.count(file, len(chunk))
+    except Transient as error:
+        error.received += received
+        raise
+    finally:
+        response.close()
+    task.received += received
+    if content.length < file.size:
+        raise Transient(f"connection closed at {content.length} of {file.size} bytes")
+    return content
+
+
+def twice(error: FileDownloadError) -> VerificationError:
+    return VerificationError(error.path, f"{error.message}; fetched twice, discarded.",
+                             hint="The endpoint serves wrong bytes: try another --mirror.")
+
+
+def too_long(task: Task) -> FileDownloadError:
+    file = task.file
+    return FileDownloadError(file.path, f"{file.path}: the server sent more than the {file.size} bytes listed; "
+                             "discarded.")
