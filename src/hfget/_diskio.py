@@ -47,7 +47,7 @@ if hasattr(os, "pwrite"):
 else:  # Windows: seek and write under one lock
     _POSITIONED = threading.Lock()
 
-    def pwrite(fd: int, data: bytes | memoryview, offset: int, /) -> int:
+    def pwrite(fd: int, data: bytes | memoryview, offset: int, /) -> int:  # type: ignore[misc]
         with _POSITIONED:
             os.lseek(fd, offset, os.SEEK_SET)
             return os.write(fd, data)

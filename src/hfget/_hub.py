@@ -52,7 +52,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 @dataclass(frozen=True)
 class _Scope:
-    endpoint: "httpx2.URL"
+    endpoint: httpx2.URL
     timeout: float
 
 
@@ -63,7 +63,7 @@ class _NotSent(Exception):
 _SCOPE: ContextVar[_Scope | None] = ContextVar("hfget_hub_scope", default=None)
 
 
-def _scoped_request_hook(request: "httpx2.Request") -> None:
+def _scoped_request_hook(request: httpx2.Request) -> None:
     scope = _SCOPE.get()
     if scope is None:
         return
@@ -82,7 +82,7 @@ def _scoped_request_hook(request: "httpx2.Request") -> None:
 @contextlib.contextmanager
 def _scoped(endpoint: str, timeout: float) -> Iterator[None]:
     import httpx2
-    from huggingface_hub.utils import get_session
+    from huggingface_hub import get_session
 
     session = get_session()
     hooks = session.event_hooks
@@ -228,7 +228,8 @@ def _http_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -
         if status == 401:
             hint = "Accept its conditions on the repo's page, then pass that account's token (--token or HF_TOKEN)."
         else:
-            hint = "The token's account has no access yet: accept the conditions on the repo's page, or use another token."
+            hint = ("The token's account has no access yet: accept the conditions on the repo's page, "
+                    "or use another token.")
         return GatedRepoError(f"{repo} is gated: {endpoint} refused access ({status}).", hint=hint)
     if isinstance(error, hf_errors.RevisionNotFoundError):
         return RevisionNotFoundError(

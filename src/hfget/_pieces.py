@@ -112,7 +112,7 @@ class Ledger:
                 if index + 1 < len(done) and done[index + 1][0] <= segment.position:
                     self.done = merge(done)
                 return
-        self.done = merge(done + [(start, segment.position)])
+        self.done = merge([*done, (start, segment.position)])
 
     def release(self, segment: Segment) -> None:
         """The connection stopped (done, failed or cancelled): its unfetched bytes become free again."""

@@ -13,7 +13,7 @@ _LABEL = re.compile(r"(?<![A-Za-z0-9])((?:I?Q\d+(?:_[A-Z0-9]+)*)|BF16|F16|F32|FP
                     re.IGNORECASE)
 
 
-def _pattern(quant: str) -> re.Pattern:
+def _pattern(quant: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9]){re.escape(quant)}(?![A-Za-z0-9]|_[A-Za-z0-9])", re.IGNORECASE)
 
 

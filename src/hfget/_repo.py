@@ -72,10 +72,7 @@ def parse_repo(argument: str, *, repo_type: str | None = None) -> RepoSpec:
     if repo_type is not None and repo_type not in REPO_TYPES:
         raise UsageError(f"Unknown repo type {repo_type!r}.", hint=f"Use one of: {', '.join(REPO_TYPES)}.")
     text = argument.strip()
-    if "://" in text:
-        spec = _parse_uri(text)
-    else:
-        spec = _parse_plain(text.strip("/"))
+    spec = _parse_uri(text) if "://" in text else _parse_plain(text.strip("/"))
     if repo_type is not None and repo_type != spec.repo.repo_type:
         spec = RepoSpec(Repo(spec.repo.repo_id, repo_type), spec.endpoint, spec.revision, spec.path)
     return spec
@@ -97,8 +94,8 @@ def _parse_plain(text: str) -> RepoSpec:
 
 
 def _parse_uri(text: str) -> RepoSpec:
-    from huggingface_hub.errors import HfUriError
     from huggingface_hub import parse_hf_uri
+    from huggingface_hub.errors import HfUriError
 
     endpoint = None
     if not text.startswith("hf://"):

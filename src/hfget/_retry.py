@@ -67,7 +67,7 @@ class RetryPolicy:
         asked = server_delay(headers)
         if asked is not None:
             return min(asked, 300.0)
-        backoff = min(_MAX_DELAY, self.base * 2 ** (attempt - 1))
+        backoff = min(_MAX_DELAY, self.base * 2.0 ** (attempt - 1))
         with self._lock:
             return backoff * (0.5 + self._random.random() / 2)
 

@@ -21,7 +21,7 @@ class Selection:
 
 def select(files: list[RemoteFile], selection: Selection) -> list[RemoteFile]:
     """The files wanted, matched as huggingface_hub matches `allow_patterns`/`ignore_patterns`."""
-    from huggingface_hub.utils import filter_repo_objects
+    from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]  # public, lazily exported
 
     chosen = _by_quant(files, selection) if selection.quant else files
     if selection.files:

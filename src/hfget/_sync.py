@@ -188,7 +188,10 @@ def _fetch_all(jobs: list[_Job], sink: Sink) -> list[SyncResult]:
     return [results[i] for i in range(len(jobs))]
 
 
-def _next(outcomes: queue.SimpleQueue[tuple[int, SyncResult | BaseException]]) -> tuple[int, SyncResult | BaseException]:
+_Outcome = tuple[int, SyncResult | BaseException]
+
+
+def _next(outcomes: queue.SimpleQueue[_Outcome]) -> _Outcome:
     while True:  # short waits, so Ctrl-C reaches the main thread
         try:
             return outcomes.get(timeout=0.2)

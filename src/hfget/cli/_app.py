@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -101,29 +102,31 @@ _SELECTION_PARAMETERS = [
 ]
 
 
-def with_selection(command):
+def with_selection(command: Callable[..., None]) -> Callable[..., None]:
     """Give a command the shared options above; it receives them as its first argument, one `Selection`.
     Typer reads the parameters from `__signature__`, so they are declared once for every command."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "selection"]
 
     @functools.wraps(command)
-    def wrapper(**kwargs):
+    def wrapper(**kwargs: Any) -> None:
         given = {p.name: kwargs.pop(p.name) for p in _SELECTION_PARAMETERS}
         sequences = {k: tuple(v or ()) for k, v in given.items() if k in ("files", "include", "exclude", "mirror")}
-        return command(Selection(**{**given, **sequences}), **kwargs)
+        command(Selection(**{**given, **sequences}), **kwargs)
 
-    wrapper.__signature__ = inspect.Signature(_SELECTION_PARAMETERS + own)
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    signature = inspect.Signature(_SELECTION_PARAMETERS + own)
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
     return wrapper
 
 
 class _DownloadByDefault(TyperGroup):
     """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
 
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
-            if not args[0].startswith("--install-completion") and not args[0].startswith("--show-completion"):
-                args = ["download", *args]
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a Context of Typer's own click
+        first = args[0] if args else ""
+        if first and first not in self.commands and first not in ("--help", "-h", "--version") \
+                and not first.startswith(("--install-completion", "--show-completion")):
+            args = ["download", *args]
         return super().parse_args(ctx, args)
 
 
@@ -223,6 +226,7 @@ def list_files(
     with _errors_to_exit_codes(debug, QuietSink()):
         report = run_download(selection.repo, selection.files, selection.options(), QuietSink(), dry_run=True,
                               **selection.what())
+    assert not isinstance(report, Path)
     _show_plan(report, json_output)
 
 
@@ -323,26 +327,24 @@ def _make_sink(quiet: bool, json_output: bool = False, no_progress: bool = False
 class _errors_to_exit_codes:
     """One line on stderr and a documented exit code for every error; a traceback only with --debug."""
 
-    def __init__(self, debug: bool, sink) -> None:
+    def __init__(self, debug: bool, sink: Sink) -> None:
         self.debug = debug
         self.sink = sink
 
     def __enter__(self) -> None:
         pass
 
-    def __exit__(self, kind, error, tb) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         if error is None:
-            return False
+            return
         close = getattr(self.sink, "close", None)
         if close is not None:
             close()
         if isinstance(error, KeyboardInterrupt):
             error = InterruptedError_()
         if not isinstance(error, HfgetError):
-            if isinstance(error, (typer.Exit, typer.Abort, SystemExit)):
-                return False
-            if self.debug:
-                return False
+            if isinstance(error, (typer.Exit, typer.Abort, SystemExit)) or self.debug:
+                return
             print(f"hfget: internal error: {type(error).__name__}: {error} (run with --debug for the traceback)",
                   file=sys.stderr)
             raise typer.Exit(ExitCode.FAILED)
@@ -362,7 +364,7 @@ def _interrupt_on_sigterm() -> None:
     """SIGTERM (CI cancelling a job, `kill`) stops like Ctrl-C: partials kept, exit 130."""
     import signal
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     try:

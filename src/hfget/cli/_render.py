@@ -8,10 +8,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.progress import Progress, TaskID
+
     from .. import _schema
+    from .._errors import HfgetError
 
 from .._events import (
     DownloadFinished,
@@ -82,7 +86,7 @@ class PlainSink:
 
     EVERY = 5.0
 
-    def __init__(self, stream=None, *, periodic: bool = True) -> None:
+    def __init__(self, stream: TextIO | None = None, *, periodic: bool = True) -> None:
         self.stream = stream or sys.stderr
         self.periodic = periodic
         self._lock = threading.Lock()
@@ -137,31 +141,36 @@ class TerminalSink(PlainSink):
 
         super().__init__(sys.stderr)
         self.console = Console(stderr=True)
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self._pending: dict[str, int] = {}
-        self._bars: dict[str, object] = {}
+        self._bars: dict[str, TaskID] = {}
         self._last = 0.0
         self._endpoint: str | None = None
 
     def handle(self, event: Event) -> None:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
-        if isinstance(event, RevisionResolved):
-            self._endpoint = event.endpoint
-        elif isinstance(event, MirrorSwitched):
+        if isinstance(event, (RevisionResolved, MirrorSwitched)):
             self._endpoint = event.endpoint
         if isinstance(event, DownloadPlanned) and event.files_to_fetch:
             self.console.print(describe(event), highlight=False)
-            self.progress = Progress(
+            progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                 TimeRemainingColumn(), console=self.console, transient=True, refresh_per_second=10,
             )
             self.files_total, self.files_done = event.files_to_fetch, 0
-            self.task = self.progress.add_task(self._label(), total=event.bytes_to_fetch + event.bytes_on_disk,
-                                               completed=event.bytes_on_disk)
-            self.progress.start()
+            self.task = progress.add_task(self._label(), total=event.bytes_to_fetch + event.bytes_on_disk,
+                                          completed=event.bytes_on_disk)
+            progress.start()
+            self.progress = progress
             return
         if isinstance(event, FileStarted):
             if self.progress is not None and event.size >= self.LARGE:
@@ -177,7 +186,8 @@ class TerminalSink(PlainSink):
                 bar = self._bars.pop(event.path, None)
             if bar is not None:
                 self.progress.remove_task(bar)
-            self.progress.update(self.task, description=self._label())
+            if self.task is not None:
+                self.progress.update(self.task, description=self._label())
             return
         if isinstance(event, DownloadFinished) and self.progress is not None:
             self._flush()
@@ -205,7 +215,7 @@ class TerminalSink(PlainSink):
         with self._lock:
             pending, self._pending = self._pending, {}
             bars = dict(self._bars)
-        if self.progress is None or not pending:
+        if self.progress is None or self.task is None or not pending:
             return
         self.progress.update(self.task, advance=sum(pending.values()))
         for path, nbytes in pending.items():
@@ -221,13 +231,12 @@ class TerminalSink(PlainSink):
 class JsonSink:
     """--json: newline-delimited JSON events on stdout (hfget._schema), nothing else there."""
 
-    def __init__(self, stream=None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._lock = threading.Lock()
-        self._endpoint: str | None = None
-        self._results: dict[str, dict] = {}
+        self._results: dict[str, dict[str, Any]] = {}
 
-    def emit(self, model) -> None:
+    def emit(self, model: BaseModel) -> None:
         line = model.model_dump_json()
         with self._lock:
             self.stream.write(line + "\n")
@@ -267,7 +276,7 @@ class JsonSink:
     def advance(self, path: str, nbytes: int) -> None:
         pass
 
-    def error(self, error) -> None:
+    def error(self, error: HfgetError) -> None:
         from .. import _schema as s
 
         self.emit(s.ErrorEvent(path=None, message=error.message, hint=error.hint, exit_code=int(error.exit_code)))
@@ -279,7 +288,7 @@ def plan_model(event: DownloadPlanned) -> _schema.PlanEvent:
     return _schema.PlanEvent.model_validate(event)
 
 
-def plan_table(event: DownloadPlanned, stream) -> None:
+def plan_table(event: DownloadPlanned, stream: TextIO) -> None:
     """--dry-run and `ls` without --json: one line per file, then the totals. Plain text, no colour codes."""
     for f in event.files:
         state = "cached" if f.present else (f"partial {human_bytes(f.partial_bytes)}" if f.partial_bytes else "fetch")
