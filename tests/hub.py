@@ -28,7 +28,7 @@ body byte written to the socket, faulted bodies included), so tests assert on tr
   429 with `Retry-After` or `RateLimit`...), a reset after N body bytes, a stall of S seconds after N bytes, or a
   chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
 `max_concurrent_cdn_gets` is the most CDN bodies it was sending at once; `stalling` the bodies held in a stall
-right now (`stop()` ends every stall, so a long stall never holds a test up).
+right now; `release_stalls()` ends them (and `stop()` does, so a long stall never holds a test up).
 
 Bodies go out with `os.sendfile` when no knob is in the way, so the server is not the bottleneck.
 """
@@ -171,7 +171,8 @@ class Hub:
         self._servers: list[_Server] = []
         self._active = 0
         self.stalling = 0  # bodies held in a stall right now
-        self._stopped = threading.Event()  # ends every stall at once, so `stop()` never waits one out
+        self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -184,7 +185,8 @@ class Hub:
         return self
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._stopped = True  # no stall waits from now on, so stopping never waits one out
+        self.release_stalls()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -290,6 +292,12 @@ class Hub:
     def file_gets(self) -> list[Served]:
         """GETs that carry a file body: resolve on the Hub and every GET on the CDN."""
         return [s for s in self.requests(method="GET") if "/resolve/" in s.path or s.origin == "cdn"]
+
+    def release_stalls(self) -> None:
+        """End every stall under way now: those bodies go on (a test's way to end a stall at a chosen point)."""
+        with self._lock:
+            release, self._release = self._release, threading.Event()
+        release.set()
 
     @property
     def active(self) -> int:
@@ -691,8 +699,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if fault.kind == "stall":
                 with hub._lock:
                     hub.stalling += 1
+                    release = hub._release
                 try:
-                    hub._stopped.wait(fault.seconds)
+                    if not hub._stopped:
+                        release.wait(fault.seconds)
                 finally:
                     with hub._lock:
                         hub.stalling -= 1
