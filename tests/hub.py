@@ -44,8 +44,8 @@ import os
 import random
 import re
 import socket
-import struct
 import socketserver
+import struct
 import threading
 import time
 from dataclasses import dataclass, field

@@ -75,8 +75,8 @@ def test_429_retry_after_is_honoured(hub: Hub, run_hfget):
 
 def test_429_ratelimit_header_on_the_revision_lookup_is_honoured(hub: Hub, run_hfget):
     hub.create_repo("org/model", {"config.json": b"{}"})
-    hub.faults.append(Fault("status", match="/revision/", status=429,
-                            headers={"RateLimit": '"api";r=0;t=1', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}))
+    headers = {"RateLimit": '"api";r=0;t=1', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}
+    hub.faults.append(Fault("status", match="/revision/", status=429, headers=headers))
 
     result = run_hfget("org/model", "--endpoint", hub.url)
 

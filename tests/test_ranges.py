@@ -46,7 +46,7 @@ def test_a_large_file_is_fetched_over_several_split_ranges_from_one_redirect(hub
     assert result.returncode == 0, result.stderr
     assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
     gets = hub.requests(origin="cdn", method="GET")
-    assert 2 <= len(gets) and len({g.path for g in gets}) == 1
+    assert len(gets) >= 2 and len({g.path for g in gets}) == 1
     assert len(hub.requests(method="GET", contains="/resolve/")) == 2  # one redirect for the big file, reused
     ranges = _ranges(gets)
     assert min(start for start, _ in ranges) == 0
