@@ -305,10 +305,13 @@ class Hub:
         with self._lock:
             return self._active
 
-    def wait_idle(self, timeout: float = 10) -> None:
-        """Wait until no request is being served (e.g. the one a killed client left behind)."""
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Wait until no request is being served (e.g. the one a killed client left behind). The deadline is a
+        safety net: a request still being served by then fails the test, rather than leaving the log short."""
         deadline = time.monotonic() + timeout
-        while self._active and time.monotonic() < deadline:
+        while self.active:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.active} request(s) still being served after {timeout:g} s")
             time.sleep(0.01)
 
     def clear_log(self) -> None:
