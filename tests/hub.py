@@ -17,7 +17,8 @@ It implements the download side of ../shared/hub-protocol.md, closely enough tha
 
 Repos are built by the test from bytes or files on disk (`Hub.create_repo`, `Hub.commit`, `Hub.tag`,
 `Hub.open_pr`). Every request served is appended to `Hub.log` (origin, method, path, Range, whether an
-Authorization header came, status), so tests assert on traffic. Knobs a test may set at any time:
+Authorization header came, status, the fault applied if any, when it arrived and when it was done, and every
+body byte written to the socket, faulted bodies included), so tests assert on traffic. Knobs a test may set at any time:
 - `rate`: bytes/s per response body, i.e. per TCP stream (a mirror or CDN capping each connection);
 - `latency`: seconds every request waits before its first byte (a round trip to a far server);
 - `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
@@ -26,9 +27,10 @@ Authorization header came, status), so tests assert on traffic. Knobs a test may
 - `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
   429 with `Retry-After` or `RateLimit`...), a reset after N body bytes, a stall of S seconds after N bytes, or a
   chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
-`max_concurrent_cdn_gets` is the most CDN bodies it was sending at once.
+`max_concurrent_cdn_gets` is the most CDN bodies it was sending at once; `stalling` the bodies held in a stall
+right now; `release_stalls()` ends them (and `stop()` does, so a long stall never holds a test up).
 
-Bodies go out with `socket.sendfile` when no knob is in the way, so the server is not the bottleneck.
+Bodies go out with `os.sendfile` when no knob is in the way, so the server is not the bottleneck.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ import os
 import random
 import re
 import socket
-import struct
 import socketserver
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -121,7 +123,9 @@ class Served:
     authorized: bool  # an Authorization header was present
     status: int
     at: float = 0.0  # time.monotonic() when the request arrived
-    sent: int = 0  # body bytes written to the socket
+    sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing)
+    fault: str | None = None  # the kind of `Fault` applied to this request, if any ("status", "reset", ...)
+    done: float = 0.0  # time.monotonic() when the server was done with the request
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -166,6 +170,9 @@ class Hub:
         self._secret = os.urandom(16)
         self._servers: list[_Server] = []
         self._active = 0
+        self.stalling = 0  # bodies held in a stall right now
+        self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -178,6 +185,8 @@ class Hub:
         return self
 
     def stop(self) -> None:
+        self._stopped = True  # no stall waits from now on, so stopping never waits one out
+        self.release_stalls()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -284,10 +293,25 @@ class Hub:
         """GETs that carry a file body: resolve on the Hub and every GET on the CDN."""
         return [s for s in self.requests(method="GET") if "/resolve/" in s.path or s.origin == "cdn"]
 
-    def wait_idle(self, timeout: float = 10) -> None:
-        """Wait until no request is being served (e.g. the one a killed client left behind)."""
+    def release_stalls(self) -> None:
+        """End every stall under way now: those bodies go on (a test's way to end a stall at a chosen point)."""
+        with self._lock:
+            release, self._release = self._release, threading.Event()
+        release.set()
+
+    @property
+    def active(self) -> int:
+        """Requests being served right now (a stalled body counts until its stall ends)."""
+        with self._lock:
+            return self._active
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Wait until no request is being served (e.g. the one a killed client left behind). The deadline is a
+        safety net: a request still being served by then fails the test, rather than leaving the log short."""
         deadline = time.monotonic() + timeout
-        while self._active and time.monotonic() < deadline:
+        while self.active:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{self.active} request(s) still being served after {timeout:g} s")
             time.sleep(0.01)
 
     def clear_log(self) -> None:
@@ -399,6 +423,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.method = method
         self.status = 0
         self.sent = 0
+        self.fault: str | None = None
         arrived = time.monotonic()
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
@@ -410,6 +435,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             fault = hub.take_fault(self.server.origin, method, unquote(self.raw_path), body=False)
             if fault is not None:
+                self.fault = fault.kind
                 raise _HttpError(fault.status, f"fault injected: {fault.status}", headers=dict(fault.headers))
             if self.server.origin == "cdn":
                 self._cdn()
@@ -441,6 +467,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     status=self.status,
                     at=arrived,
                     sent=self.sent,
+                    fault=self.fault,
+                    done=time.monotonic(),
                 )
             )
 
@@ -616,6 +644,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         start, end, status = 0, blob.size, 200
         fault = self.server.hub.take_fault(self.server.origin, self.method, unquote(self.raw_path), body=True,
                                            size=blob.size)
+        if fault is not None:
+            self.fault = fault.kind
         chunked = fault is not None and fault.kind == "chunked"
         ignore_range = self.server.hub.ignore_range or chunked
         range_header = None if ignore_range else self.headers.get("Range")
@@ -657,32 +687,59 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     hub._cdn_gets -= 1
 
     def _misbehave(self, fault: Fault, blob: Blob, start: int, end: int) -> None:
+        hub = self.server.hub
         with open(blob.disk_path, "rb") as f:
             f.seek(start)
             if fault.kind == "chunked":
                 while chunk := f.read(min(1 << 16, end - f.tell())):
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                self.wfile.write(b"0\r\n\r\n")
+                    self.connection.sendall(b"%x\r\n" % len(chunk))
+                    self._send_counted(chunk)
+                    self.connection.sendall(b"\r\n")
+                self.connection.sendall(b"0\r\n\r\n")
                 return
             first = min(fault.after, end - start)
-            if first:
-                self.connection.sendall(f.read(first))
+            self._send_counted(f.read(first))
             if fault.kind == "stall":
-                time.sleep(fault.seconds)
-                rest = f.read(end - start - first)
-                self.connection.sendall(rest)
+                with hub._lock:
+                    hub.stalling += 1
+                    release = hub._release
+                try:
+                    if not hub._stopped:
+                        release.wait(fault.seconds)
+                finally:
+                    with hub._lock:
+                        hub.stalling -= 1
+                self._send_counted(f.read(end - start - first))
                 return
         # reset: an RST, not a polite close
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
 
+    def _send_counted(self, data: bytes) -> None:
+        """Write body bytes, counting each slice in `sent` as the socket takes it (a failure loses no count)."""
+        view = memoryview(data)
+        for offset in range(0, len(view), 1 << 16):
+            piece = view[offset : offset + (1 << 16)]
+            self.connection.sendall(piece)
+            self.sent += len(piece)
+
+    def _sendfile_counted(self, f, offset: int, count: int) -> None:
+        """`os.sendfile` in a loop, adding each call's bytes to `sent` (socket.sendfile loses the count on error)."""
+        out_fd, in_fd = self.connection.fileno(), f.fileno()
+        while count > 0:
+            n = os.sendfile(out_fd, in_fd, offset, count)
+            if n == 0:
+                break
+            self.sent += n
+            offset += n
+            count -= n
+
     def _send_file(self, blob: Blob, start: int, end: int, corrupt: bool) -> None:
         with open(blob.disk_path, "rb") as f:
             if self.server.hub.rate is None and not corrupt:
                 self.wfile.flush()
-                if end > start:
-                    self.sent += self.connection.sendfile(f, offset=start, count=end - start)
+                self._sendfile_counted(f, start, end - start)
                 return
             self._send_slowly(f, start, end, corrupt)
 
@@ -699,11 +756,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 chunk = bytearray(f.read(count))
                 chunk[len(chunk) // 2] ^= 0xFF
                 corrupt = False
-                self.connection.sendall(chunk)
+                self._send_counted(chunk)
             else:
-                self.connection.sendfile(f, offset=position, count=count)
+                self._sendfile_counted(f, position, count)
             position += count
-            self.sent += count
             if rate:
                 ahead = (position - start) / rate - (time.monotonic() - began)
                 if ahead > 0:

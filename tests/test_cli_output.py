@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -38,8 +38,8 @@ def test_json_events_validate_and_come_in_a_sensible_order(hub: Hub, repo, run_h
     assert kinds[0] == "plan" and kinds[-1] == "summary"
     assert "retry" in kinds
     for path in repo:
-        started = [i for i, e in enumerate(events) if e.event == "file_started" and e.path == path][0]
-        done = [i for i, e in enumerate(events) if e.event == "file_done" and e.path == path][0]
+        started = next(i for i, e in enumerate(events) if e.event == "file_started" and e.path == path)
+        done = next(i for i, e in enumerate(events) if e.event == "file_done" and e.path == path)
         assert 0 < started < done < len(events) - 1
     summary = events[-1]
     assert Path(summary.path).name == summary.commit == events[0].commit

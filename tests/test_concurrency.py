@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from hub import Hub
 
 MiB = 1 << 20
@@ -42,7 +41,7 @@ def test_four_processes_on_one_cache_all_succeed_and_fetch_each_blob_once(hub: H
     procs = [_start(hub) for _ in range(4)]
     outputs = [proc.communicate(timeout=120) for proc in procs]
 
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
         _check(Path(stdout.strip()), files)
     assert len({stdout for stdout, _ in outputs}) == 1
@@ -61,7 +60,7 @@ def test_without_working_locks_four_processes_still_end_with_correct_files(hub: 
     procs = [_start(hub, env={"HFGET_LOCKS": "0"}) for _ in range(4)]
     outputs = [proc.communicate(timeout=120) for proc in procs]
 
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr
         _check(Path(stdout.strip()), files)
     blobs = hf_home / "hub" / "models--org--model" / "blobs"

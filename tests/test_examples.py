@@ -94,6 +94,6 @@ def test_the_github_actions_example_caches_on_the_lock():
 
     workflow = yaml.safe_load((EXAMPLES / "ci" / "github-actions.yml").read_text())
     steps = workflow["jobs"]["test"]["steps"]
-    cache = [s for s in steps if s.get("uses", "").startswith("actions/cache")][0]
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
     assert "hashFiles('hfget.lock')" in cache["with"]["key"]
     assert any("prefetch.sh" in s.get("run", "") for s in steps)

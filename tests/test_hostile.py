@@ -66,4 +66,7 @@ def test_a_body_longer_than_listed_is_an_error_never_a_silent_truncation(hub: Hu
 
     assert result.returncode == hfget.ExitCode.FAILED
     assert "more than the 40000 bytes listed" in result.stderr
+    hub.wait_idle()
+    gets = hub.requests(origin="cdn", method="GET")
+    assert gets and all(s.fault == "chunked" for s in gets)  # the body really came without a Content-Length
     assert not (hf_home / "hub" / "models--org--model" / "snapshots" / commit / "model.safetensors").exists()

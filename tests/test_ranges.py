@@ -17,6 +17,7 @@ from pathlib import Path
 import hfget
 from hfget._pieces import merge
 from hub import Hub
+from waiting import wait_until
 
 MiB = 1 << 20
 
@@ -45,13 +46,13 @@ def test_a_large_file_is_fetched_over_several_split_ranges_from_one_redirect(hub
     assert result.returncode == 0, result.stderr
     assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
     gets = hub.requests(origin="cdn", method="GET")
-    assert 2 <= len(gets) and len({g.path for g in gets}) == 1
+    assert len(gets) >= 2 and len({g.path for g in gets}) == 1
     assert len(hub.requests(method="GET", contains="/resolve/")) == 2  # one redirect for the big file, reused
     ranges = _ranges(gets)
     assert min(start for start, _ in ranges) == 0
     starts = sorted(start for start, _ in ranges)
     assert len(set(starts)) == len(starts)  # every connection began at a new place: the ranges were split
-    assert max(hub.max_concurrent_cdn_gets, 0) <= 6
+    assert 2 <= hub.max_concurrent_cdn_gets <= 6  # several at once, never more than -c
 
 
 def test_a_killed_multi_range_download_resumes_every_range_without_fetching_a_byte_twice(
@@ -65,11 +66,11 @@ def test_a_killed_multi_range_download_resumes_every_range_without_fetching_a_by
 
     proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url, "-c", "4"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _done(_one(blobs, etag, ".ranges")) < 16 * MiB:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_until(lambda: _done(_one(blobs, etag, ".ranges")) >= 16 * MiB, "16 MiB recorded as done")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     partial, state = _one(blobs, etag, ".incomplete"), _one(blobs, etag, ".ranges")
     done_at_kill = json.loads(state.read_text())["done"]
     done_bytes = sum(b - a for a, b in done_at_kill)
@@ -122,7 +123,7 @@ def test_an_expired_cdn_link_mid_file_is_resolved_again_and_the_file_completes(h
     assert len(hub.requests(method="GET", contains="/resolve/")) >= 2  # the link was resolved again
 
 
-def test_limit_rate_holds_the_average_within_20_percent(hub: Hub, tmp_path: Path, hf_home: Path):
+def test_limit_rate_never_lets_the_average_exceed_the_cap(hub: Hub, tmp_path: Path, hf_home: Path):
     payload = {f"shard-{i}.bin": os.urandom(1 * MiB) for i in range(3)}
     payload["big.safetensors"] = os.urandom(10 * MiB)
     hub.create_repo("org/model", payload)
@@ -140,10 +141,12 @@ def test_limit_rate_holds_the_average_within_20_percent(hub: Hub, tmp_path: Path
         def advance(self, path, nbytes):
             pass
 
-    hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path / "c", limit_rate=cap, sink=Clock())
+    path = hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path / "c", limit_rate=cap, sink=Clock())
 
-    rate = total / (times["end"] - times["start"])
-    assert 0.8 * cap <= rate <= 1.2 * cap, rate / cap
+    assert {name: (path / name).read_bytes() for name in payload} == payload
+    # A lower bound only (the wait the cap imposes; no claim about how fast a shared machine is): the limiter
+    # lets through a 50 ms burst, and each connection's first chunk is read before it is counted; 1 MiB covers both.
+    assert times["end"] - times["start"] >= (total - MiB) / cap
 
 
 def test_the_partial_file_never_grows_beyond_the_file(hub: Hub, hf_home: Path, run_hfget):
@@ -155,11 +158,10 @@ def test_the_partial_file_never_grows_beyond_the_file(hub: Hub, hf_home: Path, r
     stop = threading.Event()
 
     def watch():
-        while not stop.is_set():
+        while not stop.wait(0.005):  # a sample every 5 ms, sleeping between
             try:
                 st = _one(_blob_dir(hf_home), etag, ".incomplete").stat()
             except (FileNotFoundError, AttributeError):
-                time.sleep(0.002)
                 continue
             largest["size"] = max(largest["size"], st.st_size)
             largest["allocated"] = max(largest["allocated"], st.st_blocks * 512)

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from hub import Hub
+from hub import Fault, Hub
+from waiting import finish, wait_until
 
 
 def _partial(hf_home: Path, repo_folder: str, content: bytes) -> Path:
@@ -35,10 +35,10 @@ def test_a_killed_run_resumes_with_a_range_for_the_missing_bytes_only(hub: Hub, 
 
     proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _size_of_any_partial(partial) < 1_500_000:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    try:
+        wait_until(lambda: _size_of_any_partial(partial) >= 1_500_000, "1.5 MB of the partial on disk")
+    finally:
+        proc.send_signal(signal.SIGKILL)
     proc.wait()
     kept = _size_of_any_partial(partial)
     assert 1_500_000 <= kept < len(big)
@@ -149,14 +149,14 @@ def test_an_interrupted_run_exits_130_promptly_and_keeps_its_partial(hub: Hub, h
     partial = _partial(hf_home, "models--org--model", big)
     proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _size_of_any_partial(partial) < 500_000:
-        time.sleep(0.02)
-    sent = time.monotonic()
+    try:
+        wait_until(lambda: _size_of_any_partial(partial) >= 500_000, "500 kB of the partial on disk")
+    except AssertionError:
+        proc.kill()
+        raise
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=10)
-    assert time.monotonic() - sent < 1.5
-    assert proc.returncode == 130, stderr
+    stdout, stderr = finish(proc, f"hfget after {sig.name}")
+    assert proc.returncode == 130, stderr  # stopped by the signal, not by finishing the file (kept < size below)
     assert "Traceback" not in stderr and "resume" in stderr.strip().splitlines()[-1]
     assert stdout == ""
     kept = partial.stat().st_size
@@ -174,16 +174,21 @@ def test_an_interrupted_run_exits_130_promptly_and_keeps_its_partial(hub: Hub, h
 def test_a_push_during_the_download_does_not_mix_two_commits(hub: Hub, run_hfget):
     old = {"model.safetensors": os.urandom(2_000_000), "config.json": b'{"v": 1}'}
     first = hub.create_repo("org/model", old)
-    hub.rate = 2_000_000
+    hub.faults.append(Fault("stall", origin="cdn", after=500_000, seconds=600))  # held until released
     proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url, "-q", "-j", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not hub.requests(origin="cdn"):
-        time.sleep(0.01)
+    try:
+        wait_until(lambda: hub.stalling == 1, "the weights' body to be under way")
+    except AssertionError:
+        proc.kill()
+        raise
     hub.commit("org/model", {"config.json": b'{"v": 2}', "model.safetensors": os.urandom(2_000_000)})
-    stdout, stderr = proc.communicate(timeout=60)
+    hub.release_stalls()  # the rest of the body goes out after the push
+    stdout, stderr = finish(proc, "hfget fetching the old commit")
     assert proc.returncode == 0, stderr
     snapshot = Path(stdout.strip())
     assert snapshot.name == first
     assert (snapshot / "config.json").read_bytes() == b'{"v": 1}'
     assert (snapshot / "model.safetensors").read_bytes() == old["model.safetensors"]
+    resolves = hub.requests(contains="/resolve/")
+    assert resolves and all(f"/resolve/{first}/" in s.path for s in resolves)  # every file asked at that commit

@@ -14,9 +14,7 @@ from hub import Hub
 def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "config.toml"
     path.write_text('connections = 3\nretries = 7\nmirror = ["mirror-from-file.example"]\n')
-    monkeypatch.setenv("HFGET_CONFIG", str(path))
-    for name in ("HFGET_CONNECTIONS", "HFGET_RETRIES", "HFGET_MIRROR"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HFGET_CONFIG", str(path))  # the clean environment has no other HFGET_* variable
     return path
 
 
