@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hub import Hub  # noqa: E402
+from hub import Hub
 
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
@@ -77,7 +77,7 @@ def build_repos(hub: Hub, data: Path) -> dict[str, dict[str, str]]:
     hub.create_repo("bench/many", many)
     hub.create_repo("bench/local", {**big, **small})
     expected = {}
-    for (repo_type, repo_id), repo in hub.repos.items():
+    for (_repo_type, repo_id), repo in hub.repos.items():
         tree = repo.commits[repo.refs["main"]]
         expected[repo_id] = {p: blob.sha256 for p, blob in tree.items()}
     return expected
@@ -143,7 +143,7 @@ def _snapshot(cache: Path, repo: str) -> Path:
 def run_startup(runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"hfget": [], "hf": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    for run in range(max(runs, 5)):
+    for _run in range(max(runs, 5)):
         for tool, cmd in (("hfget", [str(BIN / "hfget"), "--help"]), ("hf", [str(BIN / "hf"), "--help"])):
             times[tool].append(timed(cmd, env)[0])
     return times

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hub import Hub  # noqa: E402
+from hub import Hub
 
 
 def main() -> None:

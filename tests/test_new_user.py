@@ -1,0 +1,141 @@
+"""What a new user hit (issue 9): read-only caches, the Python API's arguments, plain 404s, settings errors."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import hfget
+from hub import Hub
+
+# Tests run as root, where permissions do not stop writes: drop the capabilities that bypass them.
+NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+               "--inh-caps=-dac_override,-dac_read_search,-fowner"]
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_mtime_ns, p.lstat().st_size) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def repo(hub: Hub) -> str:
+    return hub.create_repo("org/model", {"config.json": b"{}", "model.safetensors": os.urandom(9 << 20),
+                                         "a/b.txt": b"b"})
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_complete_read_only_cache_serves_a_rerun_and_nothing_is_written(
+        hub: Hub, repo: str, tmp_path: Path, run_hfget, offline: bool):
+    cache = tmp_path / "cache"
+    assert run_hfget("org/model", "--endpoint", hub.url, "--cache-dir", str(cache)).returncode == 0
+    before = _tree(cache)
+    subprocess.run(["chmod", "-R", "a-w", str(cache)], check=True)
+    try:
+        env = {**os.environ, **({"HF_HUB_OFFLINE": "1"} if offline else {})}
+        result = subprocess.run([*NO_OVERRIDE, sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url,
+                                 "--cache-dir", str(cache), "-q"], env=env, capture_output=True, text=True,
+                                timeout=120, stdin=subprocess.DEVNULL)
+        probe = subprocess.run([*NO_OVERRIDE, sys.executable, "-c", f"open({str(cache / 'probe')!r}, 'w')"],
+                               capture_output=True, timeout=60)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(cache)], check=True)
+    assert probe.returncode != 0, "the test must run where the cache really is read-only"
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).name == repo
+    assert _tree(cache) == before
+
+
+def test_the_python_api_takes_a_string_where_a_list_is_expected(hub: Hub, repo: str, tmp_path: Path, hf_home):
+    only_json = hfget.plan("org/model", endpoint=hub.url, cache_dir=tmp_path / "c", include="*.json")
+    assert [f.path for f in only_json.files] == ["config.json"]
+    no_weights = hfget.plan("org/model", endpoint=hub.url, cache_dir=tmp_path / "c", exclude="*.safetensors")
+    assert sorted(f.path for f in no_weights.files) == ["a/b.txt", "config.json"]
+    path = hfget.download("org/model", "config.json", endpoint=hub.url, cache_dir=tmp_path / "c",
+                          limit_rate="20M")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json"]
+
+
+def test_the_python_api_names_the_keyword_that_is_wrong(hub: Hub, tmp_path: Path, hf_home):
+    with pytest.raises(hfget.UsageError, match=r"jobs="):
+        hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path, jobs=0)
+    with pytest.raises(hfget.UsageError, match=r"limit_rate="):
+        hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path, limit_rate="fast")
+    with pytest.raises(hfget.UsageError, match=r"include="):
+        hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path, include=3)  # type: ignore[arg-type]
+    assert hub.log == []
+
+
+def test_the_python_api_uses_the_configured_mirror(hub: Hub, repo: str, tmp_path: Path, hf_home,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    config = tmp_path / "config.toml"
+    config.write_text(f'mirror = ["{hub.url}"]\n')
+    monkeypatch.setenv("HFGET_CONFIG", str(config))
+    path = hfget.download("org/model", "config.json", cache_dir=tmp_path / "c")
+    assert (path / "config.json").read_bytes() == b"{}"
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    ('connections = "abc"\n', "connections in"),
+    ("conections = 4\n", "Did you mean 'connections'"),
+    ("connections = [\n", "is not valid TOML"),
+])
+def test_settings_errors_are_one_line_naming_the_file_and_key(tmp_path: Path, run_hfget, content: str, named: str):
+    config = tmp_path / "config.toml"
+    config.write_text(content)
+    for args in (["config"], ["org/model", "--endpoint", "http://127.0.0.1:9"]):
+        result = run_hfget(*args, env={"HFGET_CONFIG": str(config)})
+        assert result.returncode == 2, result.stderr
+        assert named in result.stderr and str(config) in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_environment_variable_is_named(run_hfget):
+    result = run_hfget("config", env={"HFGET_CONNECTIONS": "lots"})
+    assert result.returncode == 2 and "HFGET_CONNECTIONS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_jobs_zero_is_one_line_naming_the_flag(run_hfget):
+    result = run_hfget("org/model", "--jobs", "0", "--endpoint", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [line for line in result.stderr.strip().splitlines()
+                                                  if line.startswith("hfget: Bad setting --jobs")]
+
+
+def test_endpoint_and_a_repo_url_of_another_host_is_a_usage_error(hub: Hub, run_hfget):
+    result = run_hfget(f"{hub.url}/org/model", "--endpoint", "http://127.0.0.1:9")
+    assert result.returncode == 2 and "--endpoint" in result.stderr
+    assert hub.log == []
+
+
+class _Plain404(http.server.BaseHTTPRequestHandler):
+    """nginx in front of nothing: 404 without X-Error-Code for every path."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>404 Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_plain_404_is_not_found_naming_the_repo_and_the_endpoint(run_hfget):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Plain404)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_hfget("org/mistyped", "--endpoint", url)
+    finally:
+        server.shutdown()
+    assert result.returncode == hfget.ExitCode.NOT_FOUND, result.stderr
+    assert "org/mistyped" in result.stderr and url in result.stderr and "ot found" in result.stderr
+    assert "trouble" not in result.stderr
