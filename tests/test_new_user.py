@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -12,7 +14,9 @@ from pathlib import Path
 import pytest
 
 import hfget
+from hfget import _schema as hfget_schema
 from hub import Hub
+from waiting import finish, wait_until
 
 # Tests run as root, where permissions do not stop writes: drop the capabilities that bypass them.
 NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
@@ -139,3 +143,107 @@ def test_a_plain_404_is_not_found_naming_the_repo_and_the_endpoint(run_hfget):
     assert result.returncode == hfget.ExitCode.NOT_FOUND, result.stderr
     assert "org/mistyped" in result.stderr and url in result.stderr and "ot found" in result.stderr
     assert "trouble" not in result.stderr
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".hfget" in p.name or p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_ranged_download_leaves_nothing_behind_once_resumed(hub: Hub, hf_home: Path, run_hfget, sig):
+    big = os.urandom(24 << 20)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 2 << 20
+    blobs = hf_home / "hub" / "models--org--model" / "blobs"
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", hub.url, "-c", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: any(p.name.endswith(".ranges") for p in blobs.glob("*")) and len(hub.requests(
+        origin="cdn", method="GET")) >= 2, "a ranged download under way")
+    proc.send_signal(sig)
+    finish(proc, f"hfget after {sig.name}")
+    assert proc.returncode == 130
+    parked = _leftovers(blobs)
+    assert all(".hfget." in name for name in parked), parked  # parked under the shared name, not our own
+    hub.rate = None
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q")
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+    assert _leftovers(hf_home / "hub") == []
+
+
+def test_a_pinned_commit_is_not_announced_as_coming_from_the_cache(hub: Hub, repo: str, run_hfget):
+    result = run_hfget("org/model", "--endpoint", hub.url, "-r", repo)
+    assert result.returncode == 0, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "from the cache" not in first and "no lookup" in first
+
+
+def test_verify_after_the_branch_moved_checks_the_cached_commit_and_says_so(hub: Hub, repo: str, run_hfget):
+    assert run_hfget("org/model", "--endpoint", hub.url).returncode == 0
+    newer = hub.commit("org/model", {"config.json": b'{"v": 2}'})
+    result = run_hfget("verify", "org/model", "--endpoint", hub.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"moved from {repo[:12]} to {newer[:12]}" in result.stderr
+    assert "3 of 3 files good" in result.stdout
+
+
+def test_verify_says_whether_the_size_or_the_hash_differs(hub: Hub, repo: str, hf_home: Path, run_hfget):
+    path = Path(run_hfget("org/model", "--endpoint", hub.url, "-q").stdout.strip())
+    (path / "config.json").resolve().write_bytes(b"{{}")
+    (path / "a" / "b.txt").resolve().write_bytes(b"c")
+    result = run_hfget("verify", "org/model", "--endpoint", hub.url, "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["event"] == "verify" and document["schema_version"] == 1
+    problems = {f["path"]: f["problem"] for f in document["files"] if f["status"] == "bad"}
+    assert "size" in problems["config.json"] and "does not match" in problems["a/b.txt"]
+
+
+def test_a_local_dir_download_works_offline(hub: Hub, repo: str, tmp_path: Path, run_hfget):
+    target = tmp_path / "local"
+    assert run_hfget("org/model", "--endpoint", hub.url, "--local-dir", str(target)).returncode == 0
+    hub.clear_log()
+    offline = {"HF_HUB_OFFLINE": "1"}
+    again = run_hfget("org/model", "--endpoint", hub.url, "--local-dir", str(target), env=offline)
+    assert again.returncode == 0, again.stderr
+    checked = run_hfget("verify", "org/model", "--endpoint", hub.url, "--local-dir", str(target), env=offline)
+    assert checked.returncode == 0, checked.stderr
+    hub.stop()
+    unreachable = run_hfget("verify", "org/model", "--endpoint", hub.url, "--local-dir", str(target))
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert hub.log == []
+
+
+def test_ls_json_names_the_endpoint_and_calls_cached_bytes_partial_bytes(hub: Hub, repo: str, run_hfget):
+    result = run_hfget("ls", "org/model", "--endpoint", hub.url, "--json")
+    document = json.loads(result.stdout)
+    assert document["endpoint"] == hub.url and document["dry_run"] is True
+    assert all("partial_bytes" in f for f in document["files"])
+    schema = hfget_schema.json_schema()
+    assert schema["plan"]["properties"]["commit"]["description"]
+    assert "verify" in schema
+
+
+def test_wording_of_a_dry_run_and_a_cached_rerun(hub: Hub, repo: str, run_hfget):
+    dry = run_hfget("org/model", "--endpoint", hub.url, "--dry-run")
+    assert "would fetch 3 of 3 files" in dry.stderr and "fetching" not in dry.stderr
+    assert run_hfget("org/model", "--endpoint", hub.url).returncode == 0
+    again = run_hfget("org/model", "--endpoint", hub.url)
+    assert "up to date" in again.stderr and "done: 0 files" not in again.stderr
+    one = run_hfget("org/model", "config.json", "--endpoint", hub.url, "-r", repo, "--dry-run")
+    assert "1 files" not in one.stdout + one.stderr
+
+
+def test_config_shows_plain_values_and_the_endpoint_that_wins(run_hfget):
+    result = run_hfget("config", env={"HFGET_MIRROR": "a.example,b.example"})
+    assert result.returncode == 0, result.stderr
+    assert "mirror = a.example, b.example  (from HFGET_MIRROR)" in result.stdout
+    assert "endpoint in use = https://a.example, then https://b.example" in result.stdout
+    assert "None" not in result.stdout and "[" not in result.stdout
+
+
+def test_a_blob_url_with_quiet_prints_the_file(hub: Hub, repo: str, run_hfget):
+    result = run_hfget(f"{hub.url}/org/model/blob/main/config.json", "-q")
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).name == "config.json"
+    assert Path(result.stdout.strip()).read_bytes() == b"{}"

@@ -86,3 +86,29 @@ def test_sync_fetches_the_repos_at_the_same_time(hub: Hub, hf_home: Path, tmp_pa
         spans[served.path] = (min(began, served.at), max(ended, served.done))
     (a_began, a_ended), (b_began, b_ended) = spans.values()
     assert a_began < b_ended and b_began < a_ended  # each was asked for before the other was done: together
+
+
+def test_sync_output_names_each_repo_and_keeps_quiet_and_failures_apart(hub: Hub, hf_home: Path, tmp_path: Path,
+                                                                         run_hfget):
+    manifest = _setup(hub, tmp_path)
+    loud = run_hfget("sync", str(manifest), "--endpoint", hub.url)
+    assert loud.returncode == 0, loud.stderr
+    fetch_lines = [line for line in loud.stderr.splitlines() if "fetching" in line]
+    assert fetch_lines and all(line.startswith(("org/model: ", "datasets/org/data: ")) for line in fetch_lines)
+    quiet = run_hfget("sync", str(manifest), "--endpoint", hub.url, "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+    empty_cache = {"HF_HOME": str(tmp_path / "empty-home")}
+    (tmp_path / "data" / "train.jsonl").unlink()
+    offline = run_hfget("sync", str(manifest), "--offline", env=empty_cache)
+    assert offline.returncode == hfget.ExitCode.FAILED
+    assert offline.stdout == ""  # nothing that looks like success
+    assert "missing org/model" in offline.stderr and "missing datasets/org/data: train.jsonl" in offline.stderr
+    assert "not on disk" in offline.stderr.strip().splitlines()[-1]
+
+
+def test_an_unknown_key_in_the_manifest_is_an_error(tmp_path: Path, run_hfget):
+    manifest = tmp_path / "hfget.toml"
+    manifest.write_text('[defaults]\nmirrors = ["a.example"]\n\n[[repo]]\nid = "org/model"\n')
+    result = run_hfget("sync", str(manifest))
+    assert result.returncode == 2 and "mirrors" in result.stderr and "Did you mean 'mirror'" in result.stderr

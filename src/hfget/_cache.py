@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
@@ -195,7 +196,10 @@ class LocalDirStore:
         return self.root
 
     def cached_commit(self, revision: str) -> str | None:
-        return None  # a local dir records no refs
+        """A local dir records no refs: the commit its files were last recorded at, if a listing of it is kept."""
+        listed = {p.stem for p in (self.meta_root / "trees").glob("*.json")}
+        recorded = Counter(commit for commit in _compat.recorded_commits(self.root) if commit in listed)
+        return recorded.most_common(1)[0][0] if recorded else (listed.pop() if len(listed) == 1 else None)
 
     def read_listing(self, commit: str) -> list[RemoteFile] | None:
         return _compat.read_tree(self.meta_root, commit)

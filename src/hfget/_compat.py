@@ -61,6 +61,18 @@ def read_local_metadata(local_dir: Path, path: str) -> tuple[str, str] | None:
     return None
 
 
+def recorded_commits(local_dir: Path) -> list[str]:
+    """The commit of every file record under `local_dir/.cache/huggingface/download/` (first line of each)."""
+    commits = []
+    for record in (local_dir / ".cache" / "huggingface" / "download").rglob("*.metadata"):
+        try:
+            with open(record) as f:
+                commits.append(f.readline().strip())
+        except OSError:
+            continue
+    return commits
+
+
 def write_local_metadata(local_dir: Path, path: str, commit: str, etag: str) -> None:
     from huggingface_hub._local_folder import write_download_metadata
 

@@ -83,7 +83,7 @@ class HashJob:
     content: ContentHash
     prefix: Callable[[], int]  # bytes from offset 0 that are written so far
     done: threading.Event = field(default_factory=threading.Event)
-    error: OSError | None = None
+    error: Exception | None = None  # reading the partial back failed (or a bug): the file fails, nobody hangs
     abandoned: bool = False  # the partial was reset (a server that ignored Range): a new job replaces this one
     queued: bool = False
 
@@ -122,7 +122,7 @@ class PrefixHasher:
                 job.queued = False
             try:
                 self._advance(job)
-            except OSError as error:
+            except Exception as error:  # an OSError, or a bug: either way the waiter must hear of it
                 job.error = error
                 job.done.set()
 

@@ -37,23 +37,23 @@ Exit codes: 0 ok, 1 some files failed, 2 usage, 3 not found, 4 authentication, 5
 """
 
 
-RepoArg = Annotated[str, typer.Argument(help="org/name, datasets/org/name, spaces/org/name, or a page URL.")]
-FilesArg = Annotated[Optional[list[str]], typer.Argument(help="Only these paths (a folder ends with /).")]
-RepoTypeOpt = Annotated[Optional[str], typer.Option("--repo-type", help="model, dataset or space.")]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", "-r",
+RepoArg = Annotated[str, typer.Argument(metavar="REPO", help="org/name, datasets/org/name, spaces/org/name, or a page URL.")]
+FilesArg = Annotated[Optional[list[str]], typer.Argument(metavar="[FILES]...", help="Only these paths (a folder ends with /).")]
+RepoTypeOpt = Annotated[Optional[str], typer.Option("--repo-type", metavar="TYPE", help="model, dataset or space.")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", "-r", metavar="REV",
                                                    help="Branch, tag, commit or refs/pr/N [default: main].")]
-IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", "-I", help="Glob of files to get (repeatable).")]
-ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", "-X", help="Glob of files to skip (repeatable).")]
+IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", "-I", metavar="GLOB", help="Only files matching this glob (repeatable).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", "-X", metavar="GLOB", help="Leave out files matching this glob (repeatable).")]
 MirrorOpt = Annotated[Optional[list[str]], typer.Option(
-    "--mirror", "-m", help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")]
+    "--mirror", "-m", metavar="HOST", help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")]
 EndpointOpt = Annotated[Optional[str], typer.Option(
-    "--endpoint", help="Hub URL [default: HF_ENDPOINT, else https://huggingface.co].")]
+    "--endpoint", metavar="URL", help="Hub URL [default: HF_ENDPOINT, else https://huggingface.co].")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option(
-    "--cache-dir", help="HF cache folder [default: HF_HUB_CACHE, else $HF_HOME/hub].")]
+    "--cache-dir", metavar="DIR", help="HF cache folder [default: HF_HUB_CACHE, else $HF_HOME/hub].")]
 LocalDirOpt = Annotated[Optional[Path], typer.Option(
-    "--local-dir", help="Plain files in this folder instead of the cache.")]
+    "--local-dir", metavar="DIR", help="Plain files in this folder instead of the cache.")]
 TokenOpt = Annotated[Optional[str], typer.Option(
-    "--token", help="Hub token [default: HF_TOKEN, else the saved login]. Sent to the endpoint only.",
+    "--token", metavar="TOKEN", help="Hub token [default: HF_TOKEN, else the saved login]. Sent to the endpoint only.",
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Newline-delimited JSON events on stdout (see hfget._schema).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
@@ -161,16 +161,16 @@ def _root(
 @with_selection
 def download(
     selection: Selection,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Files in flight at once [default: 32].",
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", metavar="N", help="Files in flight at once [default: 32].",
                                                 show_default=False)] = None,
-    max_connections: Annotated[Optional[int], typer.Option("--max-connections", show_default=False,
+    max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", show_default=False,
                                                            help="Connections for the whole run [default: 32].")] = None,
-    connections: Annotated[Optional[int], typer.Option("--connections", "-c", show_default=False,
+    connections: Annotated[Optional[int], typer.Option("--connections", "-c", metavar="N", show_default=False,
                                                        help="Connections for one large file [default: 8].")] = None,
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
                                                       help="Cap the run's bandwidth, e.g. 20M or 500K "
                                                       "(bytes per second).")] = None,
-    retries: Annotated[Optional[int], typer.Option("--retries", show_default=False,
+    retries: Annotated[Optional[int], typer.Option("--retries", metavar="N", show_default=False,
                                                    help="Transient failures tolerated in a row per file "
                                                    "[default: 5].")] = None,
     stall_timeout: Annotated[Optional[float], typer.Option("--stall-timeout", metavar="SECONDS",
