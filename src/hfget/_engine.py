@@ -144,7 +144,8 @@ class Download:
             cached = target.store.cached_commit(revision)
             if cached is None:
                 raise NetworkError(f"HF_HUB_OFFLINE is set and {target.repo}@{revision} is not in the cache.",
-                                   hint="Unset HF_HUB_OFFLINE, or ask for a commit that is on disk instead of a branch or tag.")
+                                   hint="Unset HF_HUB_OFFLINE, or ask for a commit that is on disk "
+                                        "instead of a branch or tag.")
             commit = cached
         else:
             commit = self.metadata.resolve_commit(target.repo, revision)

@@ -37,15 +37,19 @@ Exit codes: 0 ok, 1 some files failed, 2 usage, 3 not found, 4 authentication, 5
 """
 
 
-RepoArg = Annotated[str, typer.Argument(metavar="REPO", help="org/name, datasets/org/name, spaces/org/name, or a page URL.")]
-FilesArg = Annotated[Optional[list[str]], typer.Argument(metavar="[FILES]...", help="Only these paths (a folder ends with /).")]
+RepoArg = Annotated[str, typer.Argument(
+    metavar="REPO", help="org/name, datasets/org/name, spaces/org/name, or a page URL.")]
+FilesArg = Annotated[Optional[list[str]], typer.Argument(
+    metavar="[FILES]...", help="Only these paths (a folder ends with /).")]
 RepoTypeOpt = Annotated[Optional[str], typer.Option("--repo-type", metavar="TYPE", help="model, dataset or space.")]
-RevisionOpt = Annotated[Optional[str], typer.Option("--revision", "-r", metavar="REV",
-                                                   help="Branch, tag, commit or refs/pr/N [default: main].")]
-IncludeOpt = Annotated[Optional[list[str]], typer.Option("--include", "-I", metavar="GLOB", help="Only files matching this glob (repeatable).")]
-ExcludeOpt = Annotated[Optional[list[str]], typer.Option("--exclude", "-X", metavar="GLOB", help="Leave out files matching this glob (repeatable).")]
+RevisionOpt = Annotated[Optional[str], typer.Option(
+    "--revision", "-r", metavar="REV", help="Branch, tag, commit or refs/pr/N [default: main].")]
+IncludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--include", "-I", metavar="GLOB", help="Only files matching this glob (repeatable).")]
+ExcludeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--exclude", "-X", metavar="GLOB", help="Leave out files matching this glob (repeatable).")]
 MirrorOpt = Annotated[Optional[list[str]], typer.Option(
-    "--mirror", "-m", metavar="HOST", help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over to the next.")]
+    "--mirror", "-m", metavar="HOST", help="Mirror host or URL, e.g. hf-mirror.com; repeat it to fail over.")]
 EndpointOpt = Annotated[Optional[str], typer.Option(
     "--endpoint", metavar="URL", help="Hub URL [default: HF_ENDPOINT, else https://huggingface.co].")]
 CacheDirOpt = Annotated[Optional[Path], typer.Option(
@@ -161,8 +165,8 @@ def _root(
 @with_selection
 def download(
     selection: Selection,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", metavar="N", help="Files in flight at once [default: 32].",
-                                                show_default=False)] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", metavar="N", show_default=False,
+                                                help="Files in flight at once [default: 32].")] = None,
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", show_default=False,
                                                            help="Connections for the whole run [default: 32].")] = None,
     connections: Annotated[Optional[int], typer.Option("--connections", "-c", metavar="N", show_default=False,
