@@ -1,0 +1,179 @@
+"""Fast unit tests of single components: the exchange (over httpx2's MockTransport), the scheduler, the mirror
+selector and the options. The end-to-end tests against the test Hub stay the proof for users' paths."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from hfget._errors import AuthError, FileDownloadError, UsageError
+from hfget._exchange import Exchange, Link, Transient, check_reply
+from hfget._mirrors import Mirrors
+from hfget._models import RemoteFile
+from hfget._options import Options
+from hfget._schedule import Scheduler
+from hfget._task import IllegalMove, RangeSupport, State, Task
+
+FILE = RemoteFile("model.bin", 100, "b" * 40, lfs_sha256="a" * 64)
+HUB, CDN = "https://hub.example", "https://cdn.example"
+
+
+def _exchange(handler, endpoints=(HUB,), token="hf_secret") -> tuple[Exchange, list[httpx2.Request]]:
+    seen: list[httpx2.Request] = []
+
+    def record(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return handler(request)
+
+    client = httpx2.Client(transport=httpx2.MockTransport(record), follow_redirects=False)
+    mirrors = Mirrors(endpoints, on_switch=lambda *_: None)
+    return Exchange(client, mirrors, token, lambda f, e: f"{e}/org/m/resolve/c/{f.path}"), seen
+
+
+def _cdn_redirect(request: httpx2.Request) -> httpx2.Response:
+    if request.url.host != "cdn.example":
+        return httpx2.Response(302, headers={"Location": f"{CDN}/blob?sig=1"})
+    return httpx2.Response(206, headers={"Content-Range": "bytes 10-19/100"}, content=b"x" * 10)
+
+
+def test_the_token_goes_to_the_endpoint_only_and_the_cdn_link_is_reused():
+    exchange, seen = _exchange(_cdn_redirect)
+    link = Link()
+    exchange.open(FILE, link, "bytes=10-19").close()
+    exchange.open(FILE, link, "bytes=10-19").close()
+    assert [r.url.host for r in seen] == ["hub.example", "cdn.example", "cdn.example"]
+    assert [("authorization" in r.headers) for r in seen] == [True, False, False]
+    assert all("referer" not in r.headers for r in seen)
+
+
+def test_a_link_from_another_mirror_is_resolved_again():
+    exchange, seen = _exchange(_cdn_redirect, endpoints=(HUB, "https://mirror.example"))
+    link = Link()
+    exchange.open(FILE, link, None).close()
+    exchange.mirrors.fail_over("test")
+    exchange.open(FILE, link, None).close()
+    assert [r.url.host for r in seen] == ["hub.example", "cdn.example", "mirror.example", "cdn.example"]
+
+
+@pytest.mark.parametrize(("status", "where", "kind", "blame"), [
+    (503, HUB, Transient, 1), (429, HUB, Transient, 0), (404, HUB, Transient, 3), (404, CDN, Transient, 1),
+    (403, CDN, Transient, 0), (403, HUB, AuthError, None), (416, HUB, FileDownloadError, None),
+    (418, HUB, FileDownloadError, None),
+])
+def test_statuses_are_sorted_into_retry_refusal_or_final(status, where, kind, blame):
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if where == CDN and request.url.host == "hub.example":
+            return httpx2.Response(302, headers={"Location": f"{CDN}/blob"})
+        return httpx2.Response(status)
+
+    exchange, _ = _exchange(handler)
+    with pytest.raises(kind) as caught:
+        exchange.open(FILE, Link(), None)
+    if blame is not None:
+        assert caught.value.blame == blame
+
+
+def test_a_redirect_loop_ends():
+    exchange, seen = _exchange(lambda r: httpx2.Response(302, headers={"Location": str(r.url)}))
+    with pytest.raises(FileDownloadError, match="too many redirects"):
+        exchange.open(FILE, Link(), None)
+    assert len(seen) == 10
+
+
+@pytest.mark.parametrize(("status", "headers", "ok"), [
+    (206, {"Content-Range": "bytes 10-19/100"}, True),
+    (206, {"Content-Range": "bytes 0-19/100"}, False),  # not where we asked
+    (206, {"Content-Range": "bytes 10-59/100"}, False),  # past the end asked
+    (206, {"Content-Range": "bytes 10-19/99"}, False),  # another file's size
+    (200, {"Content-Length": "100"}, True),
+    (200, {"Content-Length": "99"}, False),
+])
+def test_replies_are_checked_before_a_byte_is_written(status, headers, ok):
+    response = httpx2.Response(status, headers=headers)
+    if ok:
+        assert check_reply(response, FILE, 10, 20) == (10 if status == 206 else 0)
+    else:
+        with pytest.raises(FileDownloadError):
+            check_reply(response, FILE, 10, 20)
+
+
+def _task(name: str, large: bool = False) -> Task:
+    return Task(RemoteFile(name, 10, "c" * 40), Path(name), large)
+
+
+def test_the_scheduler_keeps_to_jobs_and_hands_out_every_file_once():
+    scheduler = Scheduler(jobs=2, max_connections=4, per_file=4, split_below=1e9, cancel=threading.Event())
+    tasks = [_task(f"f{i}") for i in range(5)]
+    scheduler.add(tasks)
+    first = [scheduler.next_work(), scheduler.next_work()]
+    assert [w[0] for w in first if w] == tasks[:2] and len(scheduler.running) == 2
+    for work in first:
+        assert work is not None
+        scheduler.retire(work[0])
+        scheduler.worker_free()
+    rest = []
+    while (work := scheduler.next_work()) is not None:
+        rest.append(work[0])
+        scheduler.retire(work[0])
+        scheduler.worker_free()
+    assert rest == tasks[2:]
+
+
+def test_a_requeued_file_waits_behind_the_others():
+    scheduler = Scheduler(jobs=4, max_connections=4, per_file=4, split_below=1e9, cancel=threading.Event())
+    a, b = _task("a"), _task("b")
+    scheduler.add([a, b])
+    work = scheduler.next_work()
+    assert work is not None and work[0] is a
+    a.move(State.RUNNING)
+    scheduler.requeue(a, 0.0)
+    scheduler.worker_free()
+    assert a.state is State.QUEUED
+    order = []
+    while (work := scheduler.next_work()) is not None:
+        order.append(work[0].file.path)
+        scheduler.retire(work[0])
+        scheduler.worker_free()
+    assert order == ["b", "a"]
+
+
+def test_a_large_file_takes_one_connection_until_range_support_is_proven():
+    task = _task("big", large=True)
+    assert task.cap(8, 64e6) == 1
+    task.ranges = RangeSupport.YES
+    task.speed.per_connection = 1e6  # a capped stream: worth another connection
+    task.connections = 2
+    assert task.cap(8, 64e6) == 3
+    task.speed.per_connection = 1e9  # the machine is the limit
+    assert task.cap(8, 64e6) == 2
+
+
+def test_task_states_refuse_impossible_moves():
+    task = _task("a")
+    task.move(State.RUNNING)
+    task.move(State.PUBLISHED)
+    with pytest.raises(IllegalMove):
+        task.move(State.RUNNING)
+
+
+def test_mirrors_move_on_at_three_points_and_a_good_answer_forgives():
+    switches: list[tuple[str, str, str]] = []
+    mirrors = Mirrors(["a", "b"], on_switch=lambda *s: switches.append(s))
+    assert not mirrors.blame(2, "stall")
+    mirrors.answered()
+    assert not mirrors.blame(2, "stall") and mirrors.current == "a"
+    assert mirrors.blame(1, "503") and mirrors.current == "b"
+    assert switches == [("a", "b", "503")]
+    assert not mirrors.blame(10, "no next mirror") and mirrors.current == "b"
+
+
+def test_options_come_from_one_place_with_one_set_of_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HFGET_JOBS", "7")
+    options = Options.build({"connections": 3, "limit_rate": "1.5MiB"})
+    assert (options.jobs, options.connections, options.limit_rate) == (7, 3, 1.5 * 2**20)
+    assert options.origins["jobs"] == "environment" and options.origins["retries"] == "default"
+    with pytest.raises(UsageError, match="--max-connections"):
+        Options.build({"max_connections": 0}, caller="flag")
