@@ -22,7 +22,6 @@ from ._diskio import pwrite
 from ._errors import FileDownloadError, VerificationError
 from ._events import FileRetried, FileStarted
 from ._exchange import Transient, check_reply, chunks
-from ._ownership import Claim
 from ._pieces import Ledger, Segment
 from ._small import too_long, twice
 from ._task import RangeSupport, State, Task
@@ -35,13 +34,7 @@ if TYPE_CHECKING:
 
 
 def start(run: Transfers, task: Task) -> None:
-    claim = run.begin(task)
-    if claim is Claim.WAIT:
-        run.scheduler.requeue(task, 0.5)
-        return
-    if claim is Claim.DONE:
-        task.move(State.PUBLISHED)
-        run.finish(task, 0)
+    if not run.own(task):
         return
     ledger = _open(run, task)
     run.sink.handle(FileStarted(task.file.path, task.file.size, task.resumed))

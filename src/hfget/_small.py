@@ -13,7 +13,6 @@ from ._diskio import file_size
 from ._errors import FileDownloadError, VerificationError
 from ._events import FileRetried, FileStarted
 from ._exchange import Transient, check_reply, chunks
-from ._ownership import Claim
 from ._task import State, Task
 from ._verify import ContentHash, mismatch
 
@@ -23,13 +22,7 @@ if TYPE_CHECKING:
 
 def fetch(run: Transfers, task: Task) -> None:
     """Fetch, verify and publish `task`'s file, or put it back in the queue to retry later."""
-    claim = run.begin(task)
-    if claim is Claim.WAIT:
-        run.scheduler.requeue(task, 0.5)
-        return
-    if claim is Claim.DONE:
-        task.move(State.PUBLISHED)
-        run.finish(task, 0)
+    if not run.own(task):
         return
     if task.state is State.QUEUED:
         task.move(State.RUNNING)

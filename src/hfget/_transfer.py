@@ -176,6 +176,16 @@ class Transfers:
         self.release(task)
         self._results.put((task, outcome))
 
+    def own(self, task: Task) -> bool:
+        """True once this process owns the file; else the file waits for another process, or is done."""
+        claim = self.begin(task)
+        if claim is Claim.WAIT:
+            self.scheduler.requeue(task, 0.5)
+        elif claim is Claim.DONE:
+            task.move(State.PUBLISHED)
+            self.finish(task, 0)
+        return claim is Claim.GO
+
     def begin(self, task: Task) -> Claim:
         """GO once this process owns the file; WAIT while another process fetches it; DONE if it did."""
         if task.partial is not None:
