@@ -48,6 +48,7 @@ import socketserver
 import struct
 import threading
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -292,6 +293,12 @@ class Hub:
     def file_gets(self) -> list[Served]:
         """GETs that carry a file body: resolve on the Hub and every GET on the CDN."""
         return [s for s in self.requests(method="GET") if "/resolve/" in s.path or s.origin == "cdn"]
+
+    @property
+    def cdn_bodies_in_flight(self) -> int:
+        """CDN bodies being sent right now (the count `max_concurrent_cdn_gets` is the peak of)."""
+        with self._lock:
+            return self._cdn_gets
 
     def release_stalls(self) -> None:
         """End every stall under way now: those bodies go on (a test's way to end a stall at a chosen point)."""
@@ -816,3 +823,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def most_fetched(served: list[Served]) -> int:
+    """The most times any byte of any file was fetched, from each body's start (its Range) and bytes sent.
+
+    Every body counts, faulted ones included (the hub counts each byte it writes): a reset or stalled body up to
+    where it broke off, and the retry starts where the client's bytes ended.
+
+    A connection whose range was split (another connection took its second half, starting later at a byte
+    inside it) stops at that byte; what the server had pushed past it into socket buffers was never read, so
+    each body is clipped at the start of any later request that began inside it. The same clip covers a stalled
+    body the client gave up on: what the server pushed after the stall went to a closed socket, past the byte
+    where the retry began."""
+    bodies: dict[str, list[tuple[float, int, int]]] = defaultdict(list)
+    for s in served:
+        match = re.match(r"bytes=(\d+)-", s.range or "")
+        start = int(match.group(1)) if match else 0
+        key = s.path.rsplit("/", 1)[-1] if s.origin == "cdn" else s.path.split("/resolve/", 1)[-1].split("/", 1)[-1]
+        bodies[key].append((s.at, start, start + s.sent))
+    most = 0
+    for spans in bodies.values():
+        edges = Counter()
+        for at, start, end in spans:
+            cut = min([s for t, s, _ in spans if t > at and start < s < end], default=end)
+            edges[start] += 1
+            edges[cut] -= 1
+        depth = 0
+        for position in sorted(edges):
+            depth += edges[position]
+            most = max(most, depth)
+    return most

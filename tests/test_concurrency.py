@@ -11,7 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hub import Hub
+from hub import Hub, most_fetched
+from waiting import wait_until
 
 MiB = 1 << 20
 
@@ -75,7 +76,11 @@ def test_killed_at_random_points_then_resumed_again_and_again(hub: Hub, hf_home:
     for _ in range(5):
         hub.clear_log()
         proc = _start(hub, "-c", "4")
-        time.sleep(rng.uniform(0.05, 1.2))
+        # a random point inside the transfer, counted from when a body is under way (not from the start of the
+        # process, which a loaded machine can take longer to reach than any fixed delay)
+        wait_until(lambda: hub.cdn_bodies_in_flight > 0 or proc.poll() is not None,  # noqa: B023
+                   "the killed run to start a body")
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         hub.wait_idle()
@@ -89,18 +94,4 @@ def test_killed_at_random_points_then_resumed_again_and_again(hub: Hub, hf_home:
     assert not [p for p in blobs.iterdir() if ".hfget" in p.name]
     last = hub.requests(origin="cdn", method="GET")
     assert sum(s.sent for s in last) < 12 * MiB  # the last run only finished what the killed ones left
-    assert _most_fetched(history + last) <= 3  # a byte is fetched again only if a kill caught it in flight
-
-
-def _most_fetched(served) -> int:
-    """How many times the most fetched byte of the big file went out (ranges start + bytes sent)."""
-    edges = Counter()
-    for s in served:
-        start = int((s.range or "bytes=0-")[6:].partition("-")[0])
-        edges[start] += 1
-        edges[start + s.sent] -= 1
-    depth = most = 0
-    for position in sorted(edges):
-        depth += edges[position]
-        most = max(most, depth)
-    return most
+    assert most_fetched(history + last) <= 3  # a byte is fetched again only if a kill caught it in flight
