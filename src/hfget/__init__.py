@@ -4,7 +4,8 @@
     >>> path = hfget.download("org/name", mirrors=["hf-mirror.com"], include=["*.safetensors"])
 """
 
-from ._api import download, plan
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     AuthError,
     EntryNotFoundError,
@@ -38,6 +39,18 @@ from ._events import (
     Sink,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._api import download, plan
+
+
+def __getattr__(name: str) -> Any:
+    """`download` and `plan` load the engine on first use, so `import hfget` (and `hfget --help`) stays quick."""
+    if name in ("download", "plan"):
+        from . import _api
+
+        return getattr(_api, name)
+    raise AttributeError(f"module 'hfget' has no attribute {name!r}")
 
 __all__ = [
     "AuthError",

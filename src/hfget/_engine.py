@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _ownership
 from ._cache import CacheStore, LocalDirStore, Store
@@ -41,10 +42,12 @@ from ._events import (
 from ._hub import Metadata
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._options import Options
 from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
 from ._retry import RetryPolicy
 from ._select import Selection, select
+
+if TYPE_CHECKING:
+    from ._options import Options
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def resolve_target(repo: str, files: Sequence[str], options: Options, *, repo_ty
         raise UsageError("Use --cache-dir or --local-dir, not both.")
     store: Store
     if options.local_dir is not None:
+        if Path(options.local_dir).expanduser().exists() and not Path(options.local_dir).expanduser().is_dir():
+            raise UsageError(f"--local-dir {options.local_dir} is a file, not a folder.",
+                             hint="Name a folder (it is created if missing).")
         store = LocalDirStore(Path(options.local_dir))
     else:
         store = CacheStore(Path(options.cache_dir or constants.HF_HUB_CACHE), spec.repo)

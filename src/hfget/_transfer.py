@@ -32,7 +32,6 @@ from ._events import FileRetried, Sink
 from ._exchange import Exchange, Transient, make_client
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._options import Options
 from ._ownership import BlobLocks, Claim
 from ._retry import RetryPolicy
 from ._schedule import RateLimiter, Scheduler
@@ -41,6 +40,8 @@ from ._verify import PrefixHasher
 
 if TYPE_CHECKING:
     import httpx2
+
+    from ._options import Options
 
 MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; files under twice this are "small"
 # A file gets another connection only while its connections each run slower than this. Where a mirror or CDN

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -336,7 +337,11 @@ class _errors_to_exit_codes:
         self.sink = sink
 
     def __enter__(self) -> None:
-        pass
+        if not self.debug and not os.environ.get("HF_HUB_VERBOSITY"):
+            # hfget reports its own retries; huggingface_hub's log lines would repeat them in another voice
+            from huggingface_hub.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         if error is None:
