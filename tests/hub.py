@@ -27,6 +27,7 @@ body byte written to the socket, faulted bodies included), so tests assert on tr
 - `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
   429 with `Retry-After` or `RateLimit`...), a reset after N body bytes, a stall of S seconds after N bytes, or a
   chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
+`max_connections`: a per-origin cap on requests in flight, past which it answers 503 (a mirror's `limit_conn`).
 `max_concurrent_cdn_gets` is the most CDN bodies it was sending at once; `stalling` the bodies held in a stall
 right now; `release_stalls()` ends them (and `stop()` does, so a long stall never holds a test up).
 
@@ -86,6 +87,7 @@ class Repo:
     commits: dict[str, dict[str, Blob]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)  # branch, tag or refs/pr/N -> commit
     tags: set[str] = field(default_factory=set)
+    dates: dict[str, str] = field(default_factory=dict)  # commit -> when it was made (the API's lastModified)
     private: bool = False
     gated: bool = False
     granted_tokens: set[str] = field(default_factory=set)
@@ -171,6 +173,10 @@ class Hub:
         self._secret = os.urandom(16)
         self._servers: list[_Server] = []
         self._active = 0
+        # a mirror's per-client connection cap (nginx limit_conn): requests past it on one origin get a 503
+        self.max_connections: int | None = None
+        self.refused_for_cap = 0
+        self._open: dict[str, int] = {}
         self.stalling = 0  # bodies held in a stall right now
         self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
         self._stopped = False
@@ -244,6 +250,9 @@ class Hub:
         sha = digest.hexdigest()
         repo.commits[sha] = tree
         repo.refs[branch] = sha
+        when = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+        repo.dates.setdefault(sha, f"{stamp}.{int(when % 1 * 1000):03d}Z")
         return sha
 
     def tag(self, repo_id: str, name: str, sha: str, *, repo_type: str = "model") -> None:
@@ -437,9 +446,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         hub = self.server.hub
         with hub._lock:
             hub._active += 1
+            hub._open[self.server.origin] = hub._open.get(self.server.origin, 0) + 1
+            over_cap = hub.max_connections is not None and hub._open[self.server.origin] > hub.max_connections
+            hub.refused_for_cap += over_cap
         if hub.latency:
             time.sleep(hub.latency)
         try:
+            if over_cap:
+                self.fault = "cap"
+                raise _HttpError(503, "Service Temporarily Unavailable (too many connections)")
             fault = hub.take_fault(self.server.origin, method, unquote(self.raw_path), body=False)
             if fault is not None:
                 self.fault = fault.kind
@@ -464,6 +479,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             with hub._lock:
                 hub._active -= 1
+                hub._open[self.server.origin] -= 1
             hub.record(
                 Served(
                     origin=self.server.origin,
@@ -546,7 +562,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "disabled": False,
             "tags": [],
             "siblings": siblings,
-            "lastModified": "2026-01-01T00:00:00.000Z",
+            "lastModified": repo.dates.get(sha, "2026-01-01T00:00:00.000Z"),
             "createdAt": "2026-01-01T00:00:00.000Z",
         }
 

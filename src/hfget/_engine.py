@@ -33,6 +33,7 @@ from ._events import (
     DownloadPlanned,
     FileDone,
     FileFailed,
+    MirrorStale,
     MirrorSwitched,
     NullSink,
     PlannedFile,
@@ -154,10 +155,22 @@ class Download:
                                         "instead of a branch or tag.")
             commit = cached
         else:
-            commit = self.metadata.resolve_commit(target.repo, revision)
+            commit = self._lookup(revision)
             endpoint = self.mirrors.current
         self.sink.handle(RevisionResolved(str(target.repo), revision, commit, endpoint, pinned=is_commit(revision)))
         return commit
+
+    def _lookup(self, revision: str) -> str:
+        """One mirror: ask it. Several: ask them all at once, keep those serving the newest commit."""
+        repo = self.target.repo
+        if len(self.mirrors.remaining) == 1:
+            return self.metadata.resolve_commit(repo, revision)
+        newest, stale = self.metadata.resolve_everywhere(repo, revision)
+        for old in stale:
+            self.sink.handle(MirrorStale(old.endpoint, revision, old.commit, old.date, newest.endpoint,
+                                         newest.commit, newest.date))
+        self.mirrors.keep(self.metadata.serving(newest.commit))
+        return newest.commit
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""

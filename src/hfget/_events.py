@@ -74,6 +74,27 @@ class MirrorSwitched:
 
 
 @dataclass(frozen=True, slots=True)
+class MirrorStale:
+    """A mirror serves an older commit of the revision than another: it is not used for this run."""
+
+    endpoint: str
+    revision: str
+    commit: str
+    date: str
+    newest_endpoint: str
+    newest_commit: str
+    newest_date: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostLimited:
+    """A host refused connections past a number: the run keeps to that many (and probes upward slowly)."""
+
+    host: str
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
 class MetadataRetried:
     """A revision or listing request failed transiently and will be sent again."""
 
@@ -105,8 +126,8 @@ class DownloadFinished:
     failed: int
 
 
-Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried | FileDone
-         | FileFailed | DownloadFinished)
+Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried
+         | HostLimited | MirrorStale | FileDone | FileFailed | DownloadFinished)
 
 
 class Sink(Protocol):

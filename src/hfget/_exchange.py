@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
+import httpx2
+
 from ._errors import AuthError, FileDownloadError
+from ._hosts import HostSlots
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._retry import is_transient_status
 from ._version import __version__
-
-if TYPE_CHECKING:
-    import httpx2
 
 MAX_REDIRECTS = 10
 CONNECT_TIMEOUT = 10.0
@@ -39,8 +38,10 @@ class Transient(Exception):
     unless another mirror has it."""
 
     def __init__(self, message: str, *, received: int = 0, status: int | None = None,
-                 headers: Mapping[str, str] | None = None, blame: int = 0, missing: bool = False) -> None:
+                 headers: Mapping[str, str] | None = None, blame: int = 0, missing: bool = False,
+                 capped: bool = False) -> None:
         super().__init__(message)
+        self.capped = capped  # the host limits connections: wait for a slot, at no cost to the file
         self.received = received
         self.status = status
         self.headers = headers
@@ -60,8 +61,6 @@ class Link:
 
 
 def make_client(*, connections: int, stall_timeout: float) -> httpx2.Client:
-    import httpx2
-
     return httpx2.Client(
         limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
         # read: the stall watchdog, the longest wait for the next byte of a body
@@ -78,7 +77,8 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 class Exchange:
     def __init__(self, client: httpx2.Client, mirrors: Mirrors, token: str | None,
-                 resolve_url: Callable[[RemoteFile, str], str]) -> None:
+                 resolve_url: Callable[[RemoteFile, str], str], slots: HostSlots | None = None) -> None:
+        self.slots = slots
         self.client = client
         self.mirrors = mirrors
         self.token = token
@@ -86,14 +86,14 @@ class Exchange:
 
     def open(self, file: RemoteFile, link: Link, range_header: str | None) -> httpx2.Response:
         """GET the file (with Range), following redirects; raise unless the answer is a 200 or a 206."""
-        import httpx2
-
         endpoint = self.mirrors.current
         home = origin(endpoint)
         url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
             for _ in range(MAX_REDIRECTS):
                 response = self._send(url, range_header, with_token=origin(url) == home)
+                if response.status_code >= 400:
+                    self._release_refused(response)  # a cap raises here; other errors are sorted below
                 location = response.headers.get("Location")
                 if response.is_redirect and location:
                     response.close()
@@ -110,10 +110,37 @@ class Exchange:
         raise FileDownloadError(file.path, f"{file.path}: too many redirects (more than {MAX_REDIRECTS}).")
 
     def _send(self, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
+        """Send when the host has a connection slot for it; the slot is held until the response is closed."""
         headers = {"Range": range_header} if range_header else {}
         if with_token and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+        host = urlsplit(url).netloc
+        if self.slots is not None and not self.slots.acquire(host):
+            raise Transient(f"{host} allows no more connections now", capped=True)
+        try:
+            response = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+        except httpx2.TransportError as error:
+            if self.slots is not None:
+                capped = self.slots.refused(host) and not isinstance(error, httpx2.TimeoutException)
+                self.slots.release(host)
+                if capped:
+                    raise Transient(f"{host} refused a connection ({type(error).__name__})", capped=True) from None
+            raise
+        if self.slots is not None:
+            slots, answered = self.slots, response.status_code < 400
+            if answered:
+                slots.answered(host)
+            response.stream = _SlotStream(response.stream, lambda: slots.release(host, answered=answered))
+        return response
+
+    def _release_refused(self, response: httpx2.Response) -> None:
+        """A 503 or 429 that came while this run held other connections to the host: a cap, not a failure."""
+        if self.slots is None or response.status_code not in (429, 503):
+            return
+        if self.slots.refused(urlsplit(str(response.url)).netloc):
+            response.close()
+            raise Transient(f"HTTP {response.status_code} from {response.url.host} (connection limit)",
+                            status=response.status_code, capped=True)
 
 
 def _status_error(response: httpx2.Response, file: RemoteFile, link: Link, *, on_endpoint: bool) -> Exception:
@@ -170,8 +197,6 @@ def _fits(content_range: str, size: int, offset: int, end: int | None) -> bool:
 
 def from_transport(error: Exception, received: int) -> Transient:
     """httpx2's transport errors, weighed as evidence against the endpoint (connect and stall weigh most)."""
-    import httpx2
-
     name = type(error).__name__
     if isinstance(error, (httpx2.ConnectError, httpx2.ConnectTimeout)):
         return Transient(f"cannot connect ({name}: {error})", received=received, blame=2)
@@ -182,9 +207,27 @@ def from_transport(error: Exception, received: int) -> Transient:
 
 def chunks(response: httpx2.Response) -> Iterator[bytes]:
     """The body as it arrives; a transport error mid-way becomes `Transient` (the caller adds what it received)."""
-    import httpx2
-
     try:
         yield from response.iter_raw()
     except httpx2.TransportError as error:
         raise from_transport(error, 0) from None
+
+
+class _SlotStream(httpx2.SyncByteStream):
+    """A response body that gives its host's connection slot back when it is closed (once)."""
+
+    def __init__(self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream, release: Callable[[], None]) -> None:
+        assert isinstance(stream, httpx2.SyncByteStream)
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()

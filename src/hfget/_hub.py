@@ -95,6 +95,15 @@ def _scoped(endpoint: str, timeout: float) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
+@dataclass(frozen=True)
+class Served:
+    """The commit an endpoint serves for a revision, and its date (ISO 8601, UTC; empty if not given)."""
+
+    endpoint: str
+    commit: str
+    date: str
+
+
 class Metadata:
     """Revision lookups and listings on the endpoint in use, failing over to the next mirror."""
 
@@ -105,8 +114,8 @@ class Metadata:
         self.policy = policy
         self.sink = sink
         self.timeout = timeout
-        self._api: Any = None
-        self._api_endpoint = ""
+        self._apis: dict[str, Any] = {}
+        self._served: list[Served] = []
 
     def resolve_commit(self, repo: Repo, revision: str) -> str:
         """The commit a branch, tag or `refs/pr/N` points at now (one request)."""
@@ -124,24 +133,54 @@ class Metadata:
                 if not self.mirrors.fail_over(error.message):
                     raise
 
-    def _hf_api(self) -> Any:
-        endpoint = self.mirrors.current
-        if self._api is None or self._api_endpoint != endpoint:
+    def resolve_everywhere(self, repo: Repo, revision: str) -> tuple[Served, list[Served]]:
+        """The revision on every mirror at once: the newest commit (by the date the API gives it) and where it
+        is served, and the mirrors that serve an older one. Mirrors that cannot answer are left out."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        endpoints = self.mirrors.remaining
+        with ThreadPoolExecutor(len(endpoints)) as pool:
+            answers = list(pool.map(lambda e: self._try_lookup(repo, revision, e), endpoints))
+        served = [a for a in answers if isinstance(a, Served)]
+        self._served = served
+        if not served:
+            errors = [a for a in answers if isinstance(a, HfgetError)]
+            raise next((e for e in errors if not isinstance(e, NetworkError)), errors[0])
+        newest = max(served, key=lambda s: s.date)
+        return newest, [s for s in served if s.commit != newest.commit and s.date < newest.date]
+
+    def serving(self, commit: str) -> list[str]:
+        """The endpoints whose last answer (resolve_everywhere) was `commit`."""
+        return [s.endpoint for s in self._served if s.commit == commit]
+
+    def _try_lookup(self, repo: Repo, revision: str, endpoint: str) -> Served | HfgetError:
+        try:
+            return self.lookup(repo, revision, endpoint)
+        except HfgetError as error:
+            return error
+
+    def _hf_api(self, endpoint: str | None = None) -> Any:
+        endpoint = endpoint or self.mirrors.current
+        if endpoint not in self._apis:
             from huggingface_hub import HfApi
 
-            self._api = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
-                              library_version=__version__)
-            self._api_endpoint = endpoint
-        return self._api
+            self._apis[endpoint] = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
+                                         library_version=__version__)
+        return self._apis[endpoint]
 
     def _resolve(self, repo: Repo, revision: str) -> str:
-        api, endpoint = self._hf_api(), self.mirrors.current
+        return self.lookup(repo, revision, self.mirrors.current).commit
+
+    def lookup(self, repo: Repo, revision: str, endpoint: str) -> Served:
+        """What `endpoint` serves for the revision: its commit and that commit's date (one request)."""
+        api = self._hf_api(endpoint)
         with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout):
             info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
                 repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
         if not info.sha:
             raise NetworkError(f"{endpoint} gave no commit for {repo}@{revision}.")
-        return str(info.sha)
+        date = info.last_modified.isoformat() if info.last_modified is not None else ""
+        return Served(endpoint, str(info.sha), date)
 
     def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:
         from huggingface_hub.hf_api import RepoFile

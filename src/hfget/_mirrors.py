@@ -33,6 +33,14 @@ class Mirrors:
         """The endpoint in use and those after it."""
         return self._endpoints[self._index:]
 
+    def keep(self, endpoints: Sequence[str]) -> None:
+        """Use only these of the remaining endpoints from now on, in their order (e.g. those serving the newest
+        commit of a revision)."""
+        with self._lock:
+            kept = tuple(e for e in self._endpoints[self._index:] if e in endpoints)
+            if kept:
+                self._endpoints, self._index, self._points = kept, 0, 0
+
     def listen(self, listener: Callable[[str, str, str], None]) -> None:
         self._listeners.append(listener)
 

@@ -7,6 +7,7 @@ Each line of `hfget REPO --json` is one object whose `event` field names its mod
     file_done       a file is verified and in place; `fetched` bytes came over the network for it
     retry           a transient failure; hfget tries again (`path` is null for metadata requests)
     mirror_switched the rest of the run moved to the next mirror
+    mirror_stale    a mirror serves an older commit of the revision than another: not used for this run
     error           a file failed (`path` set), or the run stopped (`path` null, `exit_code` set)
     summary         the last line: the output folder, the commit, totals and every file's result
     verify          the whole output of `hfget verify --json`: every file checked, and what was repaired
@@ -87,6 +88,17 @@ class MirrorSwitchedEvent(_Event):
     reason: str = Field(description="Why.")
 
 
+class MirrorStaleEvent(_Event):
+    event: Literal["mirror_stale"] = "mirror_stale"
+    endpoint: str = Field(description="The mirror left out of this run.")
+    revision: str
+    commit: str = Field(description="The older commit it serves for the revision.")
+    date: str = Field(description="That commit's date, as the mirror's API gives it.")
+    newest_endpoint: str = Field(description="A mirror that serves the newest commit.")
+    newest_commit: str
+    newest_date: str
+
+
 class ErrorEvent(_Event):
     event: Literal["error"] = "error"
     path: str | None = Field(description="The file that failed, or null when the run stopped.")
@@ -134,7 +146,7 @@ class VerifyEvent(_Event):
 
 
 MODELS: tuple[type[_Event], ...] = (PlanEvent, FileStartedEvent, FileDoneEvent, RetryEvent, MirrorSwitchedEvent,
-                                    ErrorEvent, SummaryEvent, VerifyEvent)
+                                    MirrorStaleEvent, ErrorEvent, SummaryEvent, VerifyEvent)
 
 
 def json_schema() -> dict[str, Any]:

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 from . import _large, _ownership, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
-from ._events import FileRetried, Sink
+from ._events import FileRetried, HostLimited, Sink
 from ._exchange import Exchange, Transient, make_client
+from ._hosts import HostSlots
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._ownership import BlobLocks, Claim
@@ -48,6 +49,7 @@ MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; file
 # caps each stream, more connections multiply throughput; where one stream already runs this fast, the limit
 # is the machine (CPU, disk) and more connections only cost (measured: benchmarks/bench.py).
 SPLIT_BELOW = 64e6
+CAPPED_WAIT = 0.25  # seconds before a file asks again for a connection to a host at its limit
 SAVE_EVERY = 0.25  # seconds between resume-state writes of one file: what a kill -9 may cost
 
 
@@ -94,7 +96,9 @@ class Transfers:
         workers = min(self.options.max_connections,
                       sum(self.options.connections_per_file if t.large else 1 for t in tasks))
         client = make_client(connections=self.options.max_connections, stall_timeout=self.options.stall_timeout)
-        self.exchange = Exchange(client, self.mirrors, self.token, self.destination.resolve_url)
+        slots = HostSlots(self.options.max_connections,
+                          on_capped=lambda host, n: self.sink.handle(HostLimited(host, n)))
+        self.exchange = Exchange(client, self.mirrors, self.token, self.destination.resolve_url, slots)
         lock_path = self.destination.lock_path
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
         self.scheduler.add(tasks)
@@ -251,6 +255,8 @@ class Transfers:
     def retry_delay(self, task: Task, error: Transient) -> float:
         """Decide on a transient failure: the delay before trying again, or raise a final FileDownloadError."""
         path = task.file.path
+        if error.capped:  # the host limits connections: wait for a slot, at no cost to the file (see _hosts.py)
+            return CAPPED_WAIT
         if error.status == 429:  # the whole run slows down: not this file's fault, not its budget
             if not self.policy.spend():
                 raise FileDownloadError(path, f"{path}: still rate limited after the run's retries.",

@@ -25,7 +25,9 @@ from .._events import (
     FileFailed,
     FileRetried,
     FileStarted,
+    HostLimited,
     MetadataRetried,
+    MirrorStale,
     MirrorSwitched,
     RevisionResolved,
 )
@@ -57,6 +59,12 @@ def describe(event: Event) -> str | None:
         return f"switching from {event.previous} to {event.endpoint}: {event.reason}"
     if isinstance(event, MetadataRetried):
         return f"retrying {event.what} in {event.delay:.1f}s: {event.reason}"
+    if isinstance(event, MirrorStale):
+        return (f"{event.endpoint} serves {event.revision} = {event.commit[:12]} from {event.date[:10]}, behind "
+                f"{event.newest_endpoint}'s {event.newest_commit[:12]} from {event.newest_date[:10]}; "
+                "not used for this run")
+    if isinstance(event, HostLimited):
+        return f"{event.host} limits connections: using {event.connections} at a time"
     if isinstance(event, FileFailed):
         return f"failed {event.message}"
     if isinstance(event, DownloadFinished):
@@ -260,6 +268,10 @@ class JsonSink:
             self.emit(s.RetryEvent(path=event.path, reason=event.reason))
         elif isinstance(event, MetadataRetried):
             self.emit(s.RetryEvent(path=None, reason=f"{event.what}: {event.reason}"))
+        elif isinstance(event, MirrorStale):
+            self.emit(s.MirrorStaleEvent.model_validate(event))
+        elif isinstance(event, HostLimited):
+            self.emit(s.RetryEvent(path=None, reason=f"{event.host} limits connections to {event.connections}"))
         elif isinstance(event, MirrorSwitched):
             self.emit(s.MirrorSwitchedEvent.model_validate(event))
         elif isinstance(event, FileFailed):
