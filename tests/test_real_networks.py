@@ -82,3 +82,24 @@ def test_a_pinned_commit_asks_no_mirror_for_its_revision(hub: Hub, second_hub: H
     result = run_hfget("org/model", "-r", commit, "--mirror", hub.url, "--mirror", second_hub.url)
     assert result.returncode == 0, result.stderr
     assert not hub.requests(contains="/revision/") and not second_hub.requests(contains="/revision/")
+
+
+def test_hfget_mirrors_orders_them_best_first(hub: Hub, second_hub: Hub, run_hfget):
+    files = {"model.safetensors": os.urandom(6 * MiB)}
+    old = hub.create_repo("org/model", files)
+    second_hub.create_repo("org/model", files)
+    new = second_hub.commit("org/model", {"config.json": b"{}"})
+    dead = "http://127.0.0.1:9"
+
+    result = run_hfget("mirrors", "org/model", "-m", dead, "-m", hub.url, "-m", second_hub.url, "--json")
+
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert [r["endpoint"] for r in reports] == [second_hub.url, hub.url, dead]
+    assert [(r["answers"], r["commit"], r["newest"]) for r in reports] == [
+        (True, new, True), (True, old, False), (False, None, False)]
+    assert all(r["throughput"] and r["latency"] for r in reports[:2])
+    sample = [s for s in second_hub.requests(origin="cdn", method="GET")]
+    assert len(sample) == 1 and sample[0].range == "bytes=0-4194303"  # a sample, not the whole file
+    table = run_hfget("mirrors", "-m", dead, "-m", hub.url)
+    assert table.returncode == 0 and table.stdout.splitlines()[1].startswith(hub.url)

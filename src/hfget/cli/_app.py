@@ -383,6 +383,8 @@ def _interrupt_on_sigterm() -> None:
 
 
 def run() -> None:
+    from . import _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`: a module of its own)
+
     _interrupt_on_sigterm()
     try:
         app()
