@@ -136,7 +136,8 @@ class Download:
         self.options = options
         self.sink = sink
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
-        self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink)
+        self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
+                                 deadline=options.metadata_deadline)
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))

@@ -23,8 +23,10 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx2
 
 from ._errors import (
     AuthError,
@@ -42,22 +44,29 @@ from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
 
-if TYPE_CHECKING:
-    import httpx2
-
 T = TypeVar("T")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-@dataclass(frozen=True)
+MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
+MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded
+
+
+@dataclass
 class _Scope:
     endpoint: httpx2.URL
     timeout: float
+    deadline: float  # seconds for one whole answer, however slowly it trickles in
+    pages: set[str] = field(default_factory=set)
 
 
 class _NotSent(Exception):
     pass
+
+
+class _Refused(Exception):
+    """An answer hfget will not take (pages that repeat or never end, too big, too slow, odd encoding)."""
 
 
 _SCOPE: ContextVar[_Scope | None] = ContextVar("hfget_hub_scope", default=None)
@@ -69,6 +78,9 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
         return
     if request.url.path == "/api/agent-harnesses":
         raise _NotSent("hfget does not fetch the agent registry")
+    if "/tree/" in request.url.path:
+        _count_page(scope, str(request.url))
+    request.headers["Accept-Encoding"] = "identity"
     target = scope.endpoint
     if (request.url.scheme, request.url.host, request.url.port) != (target.scheme, target.host, target.port):
         request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
@@ -79,16 +91,41 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
         request.extensions["timeout"] = {"connect": t, "read": t, "write": t, "pool": t}
 
 
+def _count_page(scope: _Scope, url: str) -> None:
+    if url in scope.pages:
+        raise _Refused("sent a file list whose pages repeat")
+    scope.pages.add(url)
+    if len(scope.pages) > MAX_PAGES:
+        raise _Refused(f"sent a file list of more than {MAX_PAGES} pages")
+
+
+def _scoped_response_hook(response: httpx2.Response) -> None:
+    """Every metadata answer is read within the scope's deadline and size; a compressed one is decoded in bounds."""
+    scope = _SCOPE.get()
+    if scope is None:
+        return
+    import zlib
+
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise _Refused(f"answered with Content-Encoding {encoding!r} (hfget asked for identity)")
+    decoder = None
+    if encoding in ("gzip", "deflate"):
+        decoder = zlib.decompressobj(47 if encoding == "gzip" else zlib.MAX_WBITS)
+        del response.headers["Content-Encoding"]
+    response.stream = _BoundedAnswer(response.stream, scope.deadline, decoder)
+
+
 @contextlib.contextmanager
-def _scoped(endpoint: str, timeout: float) -> Iterator[None]:
-    import httpx2
+def _scoped(endpoint: str, timeout: float, deadline: float = 120.0) -> Iterator[None]:
     from huggingface_hub import get_session
 
     session = get_session()
     hooks = session.event_hooks
     if _scoped_request_hook not in hooks["request"]:
-        session.event_hooks = {**hooks, "request": [*hooks["request"], _scoped_request_hook]}
-    token = _SCOPE.set(_Scope(httpx2.URL(endpoint), timeout))
+        session.event_hooks = {**hooks, "request": [*hooks["request"], _scoped_request_hook],
+                               "response": [*hooks["response"], _scoped_response_hook]}
+    token = _SCOPE.set(_Scope(httpx2.URL(endpoint), timeout, deadline))
     try:
         yield
     finally:
@@ -108,7 +145,8 @@ class Metadata:
     """Revision lookups and listings on the endpoint in use, failing over to the next mirror."""
 
     def __init__(self, mirrors: Mirrors, token: str | None, *, policy: RetryPolicy, sink: Sink,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, deadline: float = 120.0) -> None:
+        self.deadline = deadline
         self.mirrors = mirrors
         self.token = token
         self.policy = policy
@@ -174,7 +212,7 @@ class Metadata:
     def lookup(self, repo: Repo, revision: str, endpoint: str) -> Served:
         """What `endpoint` serves for the revision: its commit and that commit's date (one request)."""
         api = self._hf_api(endpoint)
-        with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout):
+        with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout, self.deadline):
             info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
                 repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
         if not info.sha:
@@ -186,7 +224,7 @@ class Metadata:
         from huggingface_hub.hf_api import RepoFile
 
         api, endpoint = self._hf_api(), self.mirrors.current
-        with _translated(repo, commit, endpoint), _scoped(endpoint, self.timeout):
+        with _translated(repo, commit, endpoint), _scoped(endpoint, self.timeout, self.deadline):
             entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
                 repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
         files = [_remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
@@ -195,7 +233,6 @@ class Metadata:
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Send again on connect errors, timeouts, 408, 429 and 5xx (huggingface_hub does not retry a revision
         lookup); a refused connection gets 3 attempts, the rest the policy's budget."""
-        import httpx2
         from huggingface_hub.errors import HfHubHTTPError
 
         attempt = 0
@@ -239,7 +276,6 @@ def _translated(repo: Repo, revision: str, endpoint: str) -> Iterator[None]:
 
 def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError | None:
     """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
-    import httpx2
     from huggingface_hub import errors as hf_errors
 
     if isinstance(error, hf_errors.HfHubHTTPError):
@@ -250,6 +286,15 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
     if isinstance(error, httpx2.TimeoutException):
         return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
                             hint="Try again, or use another --mirror.")
+    if isinstance(error, _Refused):
+        return NetworkError(f"{endpoint} {error} for {repo}@{revision}.",
+                            hint="The endpoint is broken or hostile: use another --mirror.")
+    if isinstance(error, httpx2.RemoteProtocolError):
+        return NetworkError(f"{endpoint} sent a malformed answer for {repo}@{revision}: {_reason(error)}.",
+                            hint="The endpoint is broken or hostile: use another --mirror.")
+    if isinstance(error, httpx2.TooManyRedirects):
+        return NetworkError(f"{endpoint} redirected {repo}@{revision} in a loop.",
+                            hint="The endpoint is misconfigured: use another --mirror.")
     if isinstance(error, (httpx2.TransportError, _NotSent)):
         return NetworkError(f"Cannot reach {endpoint}: {_reason(error)}.",
                             hint="Check the address and your connection, or use another --mirror.")
@@ -333,3 +378,28 @@ def is_safe_path(path: str) -> bool:
     if not path or path.startswith("/") or "\\" in path or "\0" in path or _DRIVE.match(path):
         return False
     return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+class _BoundedAnswer(httpx2.SyncByteStream):
+    """A metadata answer's body, cut off past MAX_ANSWER bytes (decoded) or its deadline."""
+
+    def __init__(self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream, deadline: float,
+                 decoder: Any) -> None:
+        assert isinstance(stream, httpx2.SyncByteStream)
+        self._stream, self._decoder = stream, decoder
+        self._until = time.monotonic() + deadline
+        self._deadline = deadline
+        self._size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for raw in self._stream:
+            chunk = self._decoder.decompress(raw, MAX_ANSWER + 1 - self._size) if self._decoder else raw
+            self._size += len(chunk)
+            if self._size > MAX_ANSWER:
+                raise _Refused(f"sent an answer of more than {MAX_ANSWER >> 20} MiB")
+            if time.monotonic() > self._until:
+                raise _Refused(f"took more than {self._deadline:g} s to send one answer")
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()

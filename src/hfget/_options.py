@@ -67,6 +67,7 @@ class Options(BaseModel):
     limit_rate: Annotated[float | None, BeforeValidator(_rate), Field(gt=0)] = None
     retries: int = Field(5, ge=0, le=100, description="transient failures in a row per file")
     stall_timeout: float = Field(30.0, gt=0, description="seconds without a byte before a connection is dropped")
+    metadata_deadline: float = Field(120.0, gt=0, description="seconds for one whole metadata answer")
     # the run only: explicit values
     endpoint: str | None = None
     token: str | None = Field(None, repr=False)
@@ -101,7 +102,8 @@ class Options(BaseModel):
         return cls.model_validate({**merged, "origins": origins})
 
 
-SETTINGS = ("mirror", "jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout")
+SETTINGS = ("mirror", "jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout",
+            "metadata_deadline")
 
 
 def _label(name: str, caller: Caller) -> str:
