@@ -177,3 +177,34 @@ def test_options_come_from_one_place_with_one_set_of_defaults(monkeypatch: pytes
     assert options.origins["jobs"] == "environment" and options.origins["retries"] == "default"
     with pytest.raises(UsageError, match="--max-connections"):
         Options.build({"max_connections": 0}, caller="flag")
+
+
+def test_the_resume_journal_records_each_write_and_ignores_a_record_cut_short(tmp_path: Path):
+    from hfget import _resume
+
+    listed = RemoteFile("big.bin", 1000, "d" * 40, lfs_sha256="e" * 64)
+    partial = tmp_path / "big.hfget.incomplete"
+    partial.write_bytes(bytes(1000))
+    journal = _resume.Journal(partial, listed, [(0, 100)])
+    journal.record(100, 250)
+    journal.record(500, 600)
+    journal.close()
+    assert _resume.load(partial, listed) == [(0, 250), (500, 600)]
+    with open(_resume.state_path(partial), "ab") as f:
+        f.write(b"\x01\x02\x03")  # a kill in the middle of appending a record
+    assert _resume.load(partial, listed) == [(0, 250), (500, 600)]
+    other = RemoteFile("big.bin", 1000, "d" * 40, lfs_sha256="f" * 64)
+    assert _resume.load(partial, other) == []  # another file's journal is not trusted
+
+
+def test_a_version_1_sidecar_is_still_read(tmp_path: Path):
+    import json
+
+    from hfget import _resume
+
+    listed = RemoteFile("big.bin", 1000, "d" * 40, lfs_sha256="e" * 64)
+    partial = tmp_path / "big.hfget.incomplete"
+    partial.write_bytes(bytes(1000))
+    _resume.state_path(partial).write_text(json.dumps({"version": 1, "size": 1000, "etag": "e" * 64,
+                                                       "done": [[0, 300]]}))
+    assert _resume.load(partial, listed) == [(0, 300)]

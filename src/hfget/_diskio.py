@@ -16,11 +16,11 @@ from pathlib import Path
 from ._errors import StorageError
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, tail: bytes = b"") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(text.encode() + tail)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

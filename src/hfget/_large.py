@@ -6,8 +6,8 @@
                  the server ignores Range, so the file becomes one stream from byte 0
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
-Writes go through `pwrite` under the task's lock, which also guards the ledger; the ranges written are saved to
-the sidecar every SAVE_EVERY seconds and whenever a connection stops. A connection that fails gives its range
+Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
+write is journalled as it returns (_resume.py), so a kill loses only the bytes in flight. A connection that fails gives its range
 back and the file waits `retry_at` before another connection starts on it.
 """
 
@@ -61,7 +61,7 @@ def _open(run: Transfers, task: Task) -> Ledger:
     assert partial is not None
     ledger = Ledger(file.size, _resume.load(partial, file), min_split=MIN_SPLIT)
     task.resumed = ledger.done_bytes
-    _resume.save(partial, file, ledger.done)  # before the partial is written at any offset
+    task.journal = _resume.Journal(partial, file, ledger.done)  # before the partial is written at any offset
     task.fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
     if os.fstat(task.fd).st_size != file.size:
         os.ftruncate(task.fd, file.size)  # sparse: never more than the file's size on disk
@@ -147,6 +147,8 @@ def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Respon
                         raise too_long(task)
                     chunk = chunk[:room]
                 pwrite(fd, chunk, segment.position)
+                if task.journal is not None:
+                    task.journal.record(segment.position, segment.position + len(chunk))
                 ledger.record(segment, len(chunk))
                 prefix = ledger.contiguous_prefix()
             received += len(chunk)
@@ -164,7 +166,6 @@ def _progress(run: Transfers, task: Task, nbytes: int, hash_more: bool) -> None:
     run.count(task.file, nbytes)
     if hash_more and task.hash_job is not None:
         run.hasher.request(task.hash_job)
-    run.save_state(task)
 
 
 def _segment_failed(run: Transfers, task: Task, segment: Segment, error: Transient) -> None:
@@ -182,7 +183,6 @@ def _release(run: Transfers, task: Task, segment: Segment) -> None:
         if task.ledger is not None:
             task.ledger.release(segment)
     run.scheduler.connection_done(task)
-    run.save_state(task, force=True)
 
 
 def finish(run: Transfers, task: Task) -> None:
@@ -201,6 +201,8 @@ def finish(run: Transfers, task: Task) -> None:
         _mismatch(run, task, VerificationError(task.file.path, f"{task.file.path}: {problem}"))
         return
     with task.lock:
+        if task.journal is not None:
+            task.journal.close()
         _resume.state_path(task.partial).unlink(missing_ok=True)
     run.destination.on_verified(task.file, task.partial, task.received)
     with task.lock:
@@ -210,6 +212,9 @@ def finish(run: Transfers, task: Task) -> None:
 
 def _mismatch(run: Transfers, task: Task, error: VerificationError) -> None:
     assert task.partial is not None
+    with task.lock:
+        if task.journal is not None:
+            task.journal.close()
     _resume.discard(task.partial)
     if task.verify_attempt >= 2:
         fail(run, task, twice(error))
@@ -227,7 +232,7 @@ def fail(run: Transfers, task: Task, error: BaseException) -> None:
         if task.ledger is not None:
             for segment in task.ledger.active:
                 segment.end = segment.position  # stop its other connections
-    run.save_state(task, force=True)
+    run.save_state(task)
     _close(task)
     run.finish(task, error)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from ._exchange import Link
 from ._models import RemoteFile
 from ._pieces import Ledger, Segment
+from ._resume import Journal
 from ._verify import HashJob
 
 
@@ -87,6 +88,7 @@ class Task:
     ledger: Ledger | None = None
     fd: int | None = None
     hash_job: HashJob | None = None
+    journal: Journal | None = None  # the resume sidecar, open for appending (guarded by `lock`)
     lock: threading.Lock = field(default_factory=threading.Lock)
     ranges: RangeSupport = RangeSupport.UNKNOWN
     connections: int = 0
@@ -95,7 +97,6 @@ class Task:
     verify_attempt: int = 1
     received: int = 0  # bytes received by this run
     resumed: int = 0  # bytes found on disk at the start
-    saved_at: float = 0.0
     speed: Throughput = field(default_factory=Throughput)
     reported: set[str] = field(default_factory=set)  # notices already given ("started", "waiting")
 

@@ -50,7 +50,6 @@ MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; file
 # is the machine (CPU, disk) and more connections only cost (measured: benchmarks/bench.py).
 SPLIT_BELOW = 64e6
 CAPPED_WAIT = 0.25  # seconds before a file asks again for a connection to a host at its limit
-SAVE_EVERY = 0.25  # seconds between resume-state writes of one file: what a kill -9 may cost
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ class Transfers:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         client.close()
         for task in self.scheduler.in_flight():  # save what is known, hand the partials to the next run
-            self.save_state(task, force=True)
+            self.save_state(task)
             with task.lock:
                 task.try_move(State.STOPPED)
             self.release(task)
@@ -220,6 +219,9 @@ class Transfers:
 
     def release(self, task: Task) -> None:
         """Park an unpublished partial for the next run and let other processes have the blob."""
+        with task.lock:
+            if task.journal is not None:
+                task.journal.close()
         if task.partial is not None and task.state is not State.PUBLISHED:
             try:
                 _ownership.park(task.partial, task.parked)
@@ -227,21 +229,15 @@ class Transfers:
                 pass
         self._unlock(task)
 
-    def save_state(self, task: Task, *, force: bool = False) -> None:
-        """Write the ranges done to the sidecar (at most every SAVE_EVERY seconds unless forced)."""
-        from . import _resume
-
-        now = time.monotonic()
-        if task.ledger is None or task.partial is None or (not force and now - task.saved_at < SAVE_EVERY):
-            return
-        task.saved_at = now
+    def save_state(self, task: Task) -> None:
+        """Compact the resume journal to the ranges done (it records every write as it happens; see _resume.py)."""
         with task.lock:  # under the lock, so it cannot land after the file was published or parked
-            if task.state not in (State.RUNNING, State.VERIFYING):
+            if task.journal is None or task.ledger is None or task.state not in (State.RUNNING, State.VERIFYING):
                 return
             try:
-                _resume.save(task.partial, task.file, task.ledger.done)
+                task.journal.compact(task.ledger.done)
             except OSError:
-                pass  # the next save may succeed; the partial itself is intact
+                pass  # the journal as it stands is still true; the partial itself is intact
 
     def count(self, file: RemoteFile, nbytes: int) -> None:
         self.sink.advance(file.path, nbytes)
