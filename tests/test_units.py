@@ -144,9 +144,9 @@ def test_a_large_file_takes_one_connection_until_range_support_is_proven():
     task = _task("big", large=True)
     assert task.cap(8, 64e6) == 1
     task.ranges = RangeSupport.YES
-    task.speed.per_connection = 1e6  # a capped stream: worth another connection
+    task.speed.per_connection = 1e6  # a capped stream: every connection the budget allows, at once
     task.connections = 2
-    assert task.cap(8, 64e6) == 3
+    assert task.cap(8, 64e6) == 8
     task.speed.per_connection = 1e9  # the machine is the limit
     assert task.cap(8, 64e6) == 2
 

@@ -119,14 +119,16 @@ class Task:
         return True
 
     def cap(self, per_file: int, split_below: float) -> int:
-        """Connections this file may use now: one until a 206 proves that Range works; then one more at a time,
-        up to `per_file`, while each runs slower than `split_below` (faster, the machine is the limit)."""
+        """Connections this file may use now: one until a 206 proves that Range works and the first short window
+        has measured it; then all of `per_file` at once while each connection runs slower than `split_below` (a
+        capped stream: more connections multiply the speed), and no more once they run faster (the machine is
+        the limit). The ledger never splits a range below its minimum, so a small file takes fewer."""
         if self.ranges is not RangeSupport.YES:
             return 1
         speed = self.speed.per_connection
         if speed is None or speed >= split_below:
             return max(1, self.connections)
-        return min(per_file, self.connections + 1)
+        return per_file
 
     def join(self, now: float, per_file: int, split_below: float) -> Segment | None:
         """Work for one more connection on this running file, if it may take one (caller holds the scheduler)."""
