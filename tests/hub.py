@@ -40,6 +40,7 @@ import base64
 import hashlib
 import hmac
 import http.server
+import itertools
 import json
 import os
 import random
@@ -57,6 +58,15 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 LFS_PATTERNS = (".bin", ".safetensors", ".gguf", ".parquet", ".pt", ".h5", ".onnx")
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+_COMMITS_MADE = itertools.count()
+
+
+def _next_date() -> str:
+    """Commit dates a second apart, in the order commits are made by any Hub of the process (so that two Hubs
+    serving one repo at different commits can be told apart by date, as mirrors are)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(1_767_225_600 + next(_COMMITS_MADE)))
 
 
 @dataclass(frozen=True)
@@ -250,9 +260,7 @@ class Hub:
         sha = digest.hexdigest()
         repo.commits[sha] = tree
         repo.refs[branch] = sha
-        when = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
-        repo.dates.setdefault(sha, f"{stamp}.{int(when % 1 * 1000):03d}Z")
+        repo.dates.setdefault(sha, _next_date())
         return sha
 
     def tag(self, repo_id: str, name: str, sha: str, *, repo_type: str = "model") -> None:

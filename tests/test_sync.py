@@ -112,3 +112,16 @@ def test_an_unknown_key_in_the_manifest_is_an_error(tmp_path: Path, run_hfget):
     manifest.write_text('[defaults]\nmirrors = ["a.example"]\n\n[[repo]]\nid = "org/model"\n')
     result = run_hfget("sync", str(manifest))
     assert result.returncode == 2 and "mirrors" in result.stderr and "Did you mean 'mirror'" in result.stderr
+
+
+def test_a_string_where_the_manifest_expects_a_list_is_one_name(hub: Hub, hf_home: Path, tmp_path: Path, run_hfget):
+    hub.create_repo("org/model", {"config.json": b"{}", "model.safetensors": b"W" * 100})
+    manifest = tmp_path / "hfget.toml"
+    manifest.write_text(f'[defaults]\nmirror = "{hub.url}"\n\n[[repo]]\nid = "org/model"\ninclude = "*.json"\n')
+    result = run_hfget("sync", str(manifest))
+    assert result.returncode == 0, result.stderr
+    snapshot = Path(result.stdout.split(" -> ")[-1].strip())
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json"]
+    (tmp_path / "hfget.lock").write_text('{"version": 1, "repos": [{"commit": "x"}]}')
+    broken = run_hfget("sync", str(manifest), "--frozen")
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr

@@ -119,10 +119,14 @@ def choose_endpoints(spec: RepoSpec, options: Options) -> tuple[str, ...]:
     chosen: Sequence[str]
     if options.endpoint:
         chosen = [options.endpoint]
-    elif options.mirror and mirror_origin in ("explicit", "environment"):
+    elif options.mirror and mirror_origin == "explicit":
         chosen = options.mirror
-    elif spec.endpoint or os.environ.get("HF_ENDPOINT"):
-        chosen = [spec.endpoint or os.environ["HF_ENDPOINT"]]
+    elif spec.endpoint:  # a repo URL names its host: no setting sends it (or the token) elsewhere
+        chosen = [spec.endpoint]
+    elif options.mirror and mirror_origin == "environment":
+        chosen = options.mirror
+    elif os.environ.get("HF_ENDPOINT"):
+        chosen = [os.environ["HF_ENDPOINT"]]
     else:
         chosen = options.mirror or [DEFAULT_ENDPOINT]
     return tuple(dict.fromkeys(normalize_endpoint(e) for e in chosen))
@@ -166,11 +170,14 @@ class Download:
         repo = self.target.repo
         if len(self.mirrors.remaining) == 1:
             return self.metadata.resolve_commit(repo, revision)
+        first = self.mirrors.current
         newest, stale = self.metadata.resolve_everywhere(repo, revision)
         for old in stale:
             self.sink.handle(MirrorStale(old.endpoint, revision, old.commit, old.date, newest.endpoint,
                                          newest.commit, newest.date))
         self.mirrors.keep(self.metadata.serving(newest.commit))
+        if first in self.metadata.unreachable:
+            self.sink.handle(MirrorSwitched(first, self.mirrors.current, self.metadata.unreachable[first]))
         return newest.commit
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:

@@ -39,8 +39,9 @@ class Transient(Exception):
 
     def __init__(self, message: str, *, received: int = 0, status: int | None = None,
                  headers: Mapping[str, str] | None = None, blame: int = 0, missing: bool = False,
-                 capped: bool = False) -> None:
+                 capped: bool = False, endpoint: str | None = None) -> None:
         super().__init__(message)
+        self.endpoint = endpoint  # the endpoint in use when it happened (its evidence is not another's)
         self.capped = capped  # the host limits connections: wait for a slot, at no cost to the file
         self.received = received
         self.status = status
@@ -106,7 +107,11 @@ class Exchange:
                 self.mirrors.answered()
                 return response
         except httpx2.TransportError as error:
-            raise from_transport(error, 0) from None
+            raise _from(endpoint, from_transport(error, 0)) from None
+        except (ValueError, httpx2.InvalidURL) as error:  # a Location that is not a URL
+            raise _from(endpoint, Transient(f"a redirect to an unusable address ({error})", blame=1)) from None
+        except Transient as error:
+            raise _from(endpoint, error) from None
         raise FileDownloadError(file.path, f"{file.path}: too many redirects (more than {MAX_REDIRECTS}).")
 
     def _send(self, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
@@ -193,6 +198,12 @@ def _fits(content_range: str, size: int, offset: int, end: int | None) -> bool:
     first, _, last = span.partition("-")
     return (unit == "bytes" and first.isdigit() and int(first) == offset and total in ("*", str(size))
             and (end is None or (last.isdigit() and int(last) < end)))
+
+
+def _from(endpoint: str, error: Transient) -> Transient:
+    if error.endpoint is None:
+        error.endpoint = endpoint
+    return error
 
 
 def from_transport(error: Exception, received: int) -> Transient:

@@ -1,14 +1,17 @@
 """The Hub's metadata: a revision resolved to a commit, and the commit's full file listing.
 
-Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). Two things the
-official client does not do are added around it, scoped to hfget's own calls by a context variable:
+Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). Four things the
+official client does not do are added around it (event hooks on its session), scoped to hfget's own calls by a
+context variable:
 - a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there) is sent to the
   endpoint in use instead, so the listing and the token stay on the mirror;
 - metadata requests get a timeout (huggingface_hub's session has none), so a silent endpoint fails instead of
   hanging;
 - huggingface_hub's agent-registry lookup (`/api/agent-harnesses`, made while building its User-Agent) is
   refused before it leaves: it is a round trip per run that a download does not need, and it would go to
-  HF_ENDPOINT or huggingface.co even when a mirror is in use. huggingface_hub treats it as unavailable.
+  HF_ENDPOINT or huggingface.co even when a mirror is in use. huggingface_hub treats it as unavailable;
+- every answer is bounded (README, "Bounded"): asked uncompressed, read within a deadline and a size, a listing's
+  pages may not repeat or run on for ever.
 Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else, narrowly: what the
 network raised, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as it
 is, so a bug never looks like a bad mirror (and never triggers fail-over).
@@ -47,6 +50,8 @@ from ._version import __version__
 T = TypeVar("T")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_HEX = re.compile(r"[0-9a-fA-F]{40}")  # a git blob sha1: it names a blob and a partial file in the cache
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
@@ -78,8 +83,6 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
         return
     if request.url.path == "/api/agent-harnesses":
         raise _NotSent("hfget does not fetch the agent registry")
-    if "/tree/" in request.url.path:
-        _count_page(scope, str(request.url))
     request.headers["Accept-Encoding"] = "identity"
     target = scope.endpoint
     if (request.url.scheme, request.url.host, request.url.port) != (target.scheme, target.host, target.port):
@@ -91,11 +94,14 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
         request.extensions["timeout"] = {"connect": t, "read": t, "write": t, "pool": t}
 
 
-def _count_page(scope: _Scope, url: str) -> None:
-    if url in scope.pages:
+def _count_page(scope: _Scope, response: httpx2.Response) -> None:
+    """A page of a listing was answered: its `next` link must lead to a page not seen yet, and not too many.
+    (A page asked again after a failure is not a repeat: only answered pages count.)"""
+    scope.pages.add(response.url.raw_path.decode("ascii", "replace"))
+    following = response.links.get("next", {}).get("url")
+    if following and httpx2.URL(following).raw_path.decode("ascii", "replace") in scope.pages:
         raise _Refused("sent a file list whose pages repeat")
-    scope.pages.add(url)
-    if len(scope.pages) > MAX_PAGES:
+    if len(scope.pages) >= MAX_PAGES and following:
         raise _Refused(f"sent a file list of more than {MAX_PAGES} pages")
 
 
@@ -106,6 +112,8 @@ def _scoped_response_hook(response: httpx2.Response) -> None:
         return
     import zlib
 
+    if "/tree/" in response.url.path and response.status_code == 200:
+        _count_page(scope, response)
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "deflate"):
         raise _Refused(f"answered with Content-Encoding {encoding!r} (hfget asked for identity)")
@@ -154,6 +162,7 @@ class Metadata:
         self.timeout = timeout
         self._apis: dict[str, Any] = {}
         self._served: list[Served] = []
+        self.unreachable: dict[str, str] = {}  # endpoint -> why, from the last resolve_everywhere
 
     def resolve_commit(self, repo: Repo, revision: str) -> str:
         """The commit a branch, tag or `refs/pr/N` points at now (one request)."""
@@ -177,10 +186,14 @@ class Metadata:
         from concurrent.futures import ThreadPoolExecutor
 
         endpoints = self.mirrors.remaining
-        with ThreadPoolExecutor(len(endpoints)) as pool:
+        pool = ThreadPoolExecutor(len(endpoints))
+        try:
             answers = list(pool.map(lambda e: self._try_lookup(repo, revision, e), endpoints))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C must not wait for a hung mirror
         served = [a for a in answers if isinstance(a, Served)]
         self._served = served
+        self.unreachable = {e: a.message for e, a in zip(endpoints, answers, strict=True) if isinstance(a, HfgetError)}
         if not served:
             errors = [a for a in answers if isinstance(a, HfgetError)]
             raise next((e for e in errors if not isinstance(e, NetworkError)), errors[0])
@@ -362,6 +375,9 @@ def check_listing(files: list[RemoteFile], repo: Repo) -> list[RemoteFile]:
     """Refuse listings that would write outside the target or twice to one place (a mirror is a third party)."""
     seen: set[str] = set()
     for file in files:
+        if not _HEX.fullmatch(file.blob_id) or (file.lfs_sha256 is not None and not _SHA256.fullmatch(file.lfs_sha256)):
+            raise NetworkError(f"The listing of {repo} gives {file.path!r} an id that is not a hash; nothing was "
+                               "written.", hint="The endpoint may be compromised or broken: use another --mirror.")
         if not is_safe_path(file.path):
             raise NetworkError(f"The listing of {repo} names an unsafe path: {file.path!r}; nothing was written.",
                                hint="The endpoint may be compromised or broken: use another --mirror.")

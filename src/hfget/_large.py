@@ -7,8 +7,8 @@
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
 Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
-write is journalled as it returns (_resume.py), so a kill loses only the bytes in flight. A connection that fails gives its range
-back and the file waits `retry_at` before another connection starts on it.
+write is journalled as it returns (_resume.py), so a kill loses only the bytes in flight. A connection that
+fails gives its range back and the file waits `retry_at` before another connection starts on it.
 """
 
 from __future__ import annotations
@@ -170,6 +170,11 @@ def _progress(run: Transfers, task: Task, nbytes: int, hash_more: bool) -> None:
 
 def _segment_failed(run: Transfers, task: Task, segment: Segment, error: Transient) -> None:
     _release(run, task, segment)
+    with task.lock:  # the failing read may have come after the file's last byte was written
+        complete = task.ledger is not None and task.ledger.complete and task.try_move(State.VERIFYING)
+    if complete:
+        finish(run, task)
+        return
     try:
         delay = run.retry_delay(task, error)
     except FileDownloadError as final:
@@ -192,7 +197,7 @@ def finish(run: Transfers, task: Task) -> None:
     run.hasher.request(job)
     while not job.done.wait(0.2):
         run.check_cancelled()
-    _close(task)
+    close(task)
     if job.error is not None:
         raise FileDownloadError(task.file.path, f"{task.file.path}: cannot read the partial file back to verify "
                                 f"it ({job.error}).", hint="Check the disk; the partial file is kept.")
@@ -226,21 +231,28 @@ def _mismatch(run: Transfers, task: Task, error: VerificationError) -> None:
 
 
 def fail(run: Transfers, task: Task, error: BaseException) -> None:
+    """The file failed: exactly one connection gets here (it claims FAILED), stops the others, posts it."""
     with task.lock:
-        if task.state in (State.FAILED, State.PUBLISHED, State.STOPPED):
+        if task.state in (State.RUNNING, State.VERIFYING) and task.journal is not None and task.ledger is not None:
+            try:
+                task.journal.compact(task.ledger.done)
+            except OSError:
+                pass
+        if not task.try_move(State.FAILED):
             return
         if task.ledger is not None:
             for segment in task.ledger.active:
                 segment.end = segment.position  # stop its other connections
-    run.save_state(task)
-    _close(task)
+    close(task)
     run.finish(task, error)
 
 
-def _close(task: Task) -> None:
-    if task.hash_job is not None and not task.hash_job.done.is_set():
-        task.hash_job.abandoned = True  # the hasher must not read a descriptor number that may be reused
-    fd, task.fd = task.fd, None
+def close(task: Task) -> None:
+    """Close the partial's descriptor (once, whoever calls)."""
+    with task.lock:
+        if task.hash_job is not None and not task.hash_job.done.is_set():
+            task.hash_job.abandoned = True  # the hasher must not read a descriptor number that may be reused
+        fd, task.fd = task.fd, None
     if fd is not None:
         try:
             os.close(fd)

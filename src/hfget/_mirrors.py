@@ -3,7 +3,9 @@
 Evidence against the endpoint in use accumulates in points (a refused connection or a stall weighs 2, a 5xx 1,
 a 404 for a listed file 3); at `THRESHOLD` points the rest of the run moves to the next mirror, and any good
 answer clears the count. A metadata request that fails for good moves at once (`fail_over`). Listeners hear
-of every switch (the transfer layer drops the CDN links it got from the old mirror).
+of every switch (the engine reports it). Evidence from a mirror the run has already left counts against no
+one (the transfer layer compares the endpoint a failure came from), and a CDN link is reused only while the
+mirror that gave it is still in use.
 """
 
 from __future__ import annotations

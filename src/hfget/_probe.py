@@ -41,8 +41,11 @@ class MirrorReport:
 
 def probe(endpoints: list[str], repo: Repo | None, revision: str, options: Options,
           token: str | None) -> list[MirrorReport]:
-    with ThreadPoolExecutor(max(1, len(endpoints))) as pool:
+    pool = ThreadPoolExecutor(max(1, len(endpoints)))
+    try:
         reports = list(pool.map(lambda e: _probe_one(e, repo, revision, options, token), endpoints))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C must not wait for a hung mirror
     newest = max((r.date or "" for r in reports if r.commit), default="")
     reports = [replace(r, newest=bool(r.commit) and (r.date or "") == newest) for r in reports]
     return sorted(reports, key=lambda r: (not r.answers, not r.newest, -(r.throughput or 0), r.latency or 1e9))
@@ -101,6 +104,8 @@ def _sample(endpoint: str, repo: Repo, commit: str, files: list[RemoteFile], mir
             try:
                 for chunk in chunks(response):
                     received += len(chunk)
+                    if received >= SAMPLE:
+                        break  # a mirror that ignores Range sends the whole file: a sample is enough
             finally:
                 response.close()
         except Transient:

@@ -121,9 +121,10 @@ class Scheduler:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         return allowed
 
-    def in_flight(self) -> list[Task]:
+    def unfinished(self) -> list[Task]:
+        """Files running, and files waiting (to retry, or for another process) that may hold a partial."""
         with self._cond:
-            return list(self.running)
+            return [*self.running, *self.pending]
 
 
 class RateLimiter:

@@ -70,13 +70,35 @@ def read_manifest(path: Path) -> tuple[dict[str, Any], list[Entry]]:
         if "id" not in raw:
             raise UsageError(f"{path}: a [[repo]] has no id.", hint='Add id = "org/name".')
         entries.append(Entry(
-            id=raw["id"], type=raw.get("type"), revision=raw.get("revision", "main"),
-            include=tuple(raw.get("include", ())), exclude=tuple(raw.get("exclude", ())),
-            quant=raw.get("quant"), local_dir=raw.get("local_dir"),
+            id=_text(raw["id"], "id", path), type=_optional(raw.get("type"), "type", path),
+            revision=_text(raw.get("revision", "main"), "revision", path),
+            include=_names(raw.get("include", ()), "include", path),
+            exclude=_names(raw.get("exclude", ()), "exclude", path),
+            quant=_optional(raw.get("quant"), "quant", path),
+            local_dir=_optional(raw.get("local_dir"), "local_dir", path),
         ))
     if not entries:
         raise UsageError(f"{path} lists no [[repo]].")
     return defaults, entries
+
+
+def _names(value: Any, key: str, path: Path) -> tuple[str, ...]:
+    """A string or a list of strings (a string is one name, never its characters)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise UsageError(f"{path}: {key} must be a string or a list of strings.")
+
+
+def _text(value: Any, key: str, path: Path) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{path}: {key} must be a string.")
+    return value
+
+
+def _optional(value: Any, key: str, path: Path) -> str | None:
+    return None if value is None else _text(value, key, path)
 
 
 def lock_path(manifest: Path) -> Path:
@@ -91,9 +113,13 @@ def read_lock(manifest: Path) -> dict[str, str]:
         return {}
     except ValueError as error:
         raise UsageError(f"{lock_path(manifest)} is not valid JSON: {error}.") from None
-    if data.get("version") != LOCK_VERSION:
+    if not isinstance(data, dict) or data.get("version") != LOCK_VERSION:
         raise UsageError(f"{lock_path(manifest)} has an unknown version.", hint="Run `hfget sync` to rewrite it.")
-    return {json.dumps(item["entry"], sort_keys=True): item["commit"] for item in data.get("repos", [])}
+    try:
+        return {json.dumps(item["entry"], sort_keys=True): str(item["commit"]) for item in data.get("repos", [])}
+    except (KeyError, TypeError) as error:
+        raise UsageError(f"{lock_path(manifest)} is not a lock hfget wrote ({error!r} missing or wrong).",
+                         hint="Delete it and run `hfget sync` to write it again.") from None
 
 
 def write_lock(manifest: Path, results: list[SyncResult]) -> None:
@@ -119,8 +145,9 @@ def sync(manifest: Path, options: Options, *, frozen: bool = False, offline: boo
     if (frozen or offline) and not locked:
         raise UsageError(f"--frozen and --offline need {lock_path(manifest)}.", hint="Run `hfget sync` once first.")
     if options.origins.get("mirror") in (None, "default", "config file") and defaults.get("mirror"):
-        options = options.model_copy(update={"mirror": tuple(defaults["mirror"]),
-                                             "origins": {**options.origins, "mirror": "explicit"}})
+        mirrors = _names(defaults["mirror"], "[defaults] mirror", manifest)  # configured: --endpoint, HF_ENDPOINT
+        options = options.model_copy(update={"mirror": mirrors,  # and a URL id still name the endpoint first
+                                             "origins": {**options.origins, "mirror": "config file"}})
     jobs = [_job(manifest, entry, locked, options, pinned=frozen or offline) for entry in entries]
     if offline:
         return [_check_offline(job) for job in jobs]

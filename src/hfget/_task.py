@@ -1,11 +1,14 @@
 """One file in flight: its state, its ledger of byte ranges, its partial, and how many connections it may use.
 
-    QUEUED ──> RUNNING ──> VERIFYING ──> PUBLISHED
+    QUEUED ──> RUNNING ──> VERIFYING ──> PUBLISHED     (a small file goes RUNNING ──> PUBLISHED: verified inline)
       ^  │       │  │          │
       └──┼───────┘  └──────────┴──────> FAILED   (partial parked for the next run)
          └──> PUBLISHED (another process fetched it)       any state but PUBLISHED ──> STOPPED (the run stopped)
 
-A task moves only through `move`, which refuses any other transition. Workers change a task under its `lock`.
+A task moves only through `move`/`try_move`, which refuse any other transition. Moves that several connections
+of one large file may race for (VERIFYING, FAILED, STOPPED) and the ledger, the journal and the descriptor are
+changed under the task's `lock`; a small file has one worker at a time, and the scheduler's moves happen under
+its own lock while no worker holds the task.
 A small file is one GET written front to back; a large one (`large`) is fetched in ranges over several
 connections (see _large.py).
 """

@@ -142,8 +142,9 @@ class Transfers:
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         client.close()
-        for task in self.scheduler.in_flight():  # save what is known, hand the partials to the next run
+        for task in self.scheduler.unfinished():  # save what is known, hand the partials to the next run
             self.save_state(task)
+            _large.close(task)
             with task.lock:
                 task.try_move(State.STOPPED)
             self.release(task)
@@ -262,8 +263,10 @@ class Transfers:
             self.sink.handle(FileRetried(path, f"{error}: rate limited, {allowed} requests at once now, "
                                                f"pausing {delay:.1f}s"))
             return delay
-        task.failures += 1
         endpoint = self.mirrors.current
+        if error.endpoint is not None and error.endpoint != endpoint:
+            return 0.0  # it came from a mirror the run has left: try the one in use, at no cost and no blame
+        task.failures += 1
         switched = self.mirrors.blame(error.blame, str(error)) if error.blame else False
         if error.missing and not switched:
             raise FileDownloadError(path, f"{path}: listed, but {endpoint} answers 404 for it.",
