@@ -101,6 +101,8 @@ class HubApp:
         commit, file = await run_in_threadpool(self._locate, route, trace)
         headers = _file_headers(route, commit, file)
         if request.method == "HEAD":
+            if file.size == 0:  # clients never GET an empty file (they create it): fill the cache now
+                await self._prefetch(route, commit, file)
             return Response(b"", headers={**headers, "Content-Length": str(file.size)})
         wanted = byte_range(request.headers.get("range"), file.size)
         start, end = wanted or (0, file.size)
@@ -118,6 +120,11 @@ class HubApp:
         trace.cache = "miss"
         partial = self.fetcher.get(route.repo, commit, file)
         return StreamingResponse(_timed(stream(partial, start, end), trace), status, headers=headers)
+
+    async def _prefetch(self, route: Route, commit: str, file: RemoteFile) -> None:
+        blob = await run_in_threadpool(self.source.blob, route.repo, commit, file)
+        if blob is None and self.source.upstream and self.source.fetchable(file):
+            self.fetcher.get(route.repo, commit, file)
 
     def _locate(self, route: Route, trace: Trace) -> tuple[str, RemoteFile]:
         commit = self.source.commit(route.repo, route.revision, trace)

@@ -73,7 +73,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise UsageError(f"Cannot listen on {host}:{port}: {error.strerror}.",
                          hint="Choose another --port (0 picks a free one) or --host.") from None
-    sock.set_inheritable(True)
+    sock.listen(2048)  # clients may connect as soon as the address is printed: they wait in the backlog
     return sock
 
 
