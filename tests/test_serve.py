@@ -222,3 +222,13 @@ def test_hfget_itself_is_a_client_of_serve(hub: Hub, serve, run_hfget, tmp_path:
     assert result.returncode == 0, result.stderr
     _check_snapshot(result.stdout.strip().splitlines()[-1], commit, FILES)
     wait_until(lambda: server.log(" 206 "), "a ranged GET of the large file in serve's log")
+
+
+def test_transformers_autoconfig_through_serve(hub: Hub, serve, tmp_path: Path):
+    hub.create_repo("org/tiny", {"config.json": b'{"model_type": "gpt2", "n_layer": 3, "n_embd": 48}'})
+    server = serve()
+    script = "from transformers import AutoConfig; print(AutoConfig.from_pretrained('org/tiny').n_layer)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(tmp_path / "client")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "3"
