@@ -232,3 +232,33 @@ def test_transformers_autoconfig_through_serve(hub: Hub, serve, tmp_path: Path):
                             env={**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_CACHE": str(tmp_path / "client")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "3"
+
+
+def test_tree_and_paths_info_through_hf_api(hub: Hub, serve):
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+    hub.create_repo("org/model", FILES)
+    server = serve()
+    api = HfApi(endpoint=server.url, token=False)
+    top = {(type(e).__name__, e.path) for e in api.list_repo_tree("org/model")}
+    assert top == {("RepoFile", "config.json"), ("RepoFile", "empty.txt"), ("RepoFile", "model.safetensors"),
+                   ("RepoFolder", "nested"), ("RepoFolder", "weights")}
+    deep = [e.path for e in api.list_repo_tree("org/model", path_in_repo="nested", recursive=True)]
+    assert deep == ["nested/deeper", "nested/deeper/notes.md"]
+    info = api.get_paths_info("org/model", ["model.safetensors", "weights", "absent.txt"])
+    [file] = [e for e in info if isinstance(e, RepoFile)]
+    assert file.lfs is not None and file.lfs.sha256 == hashlib.sha256(FILES["model.safetensors"]).hexdigest()
+    assert [e.path for e in info if isinstance(e, RepoFolder)] == ["weights"]
+
+
+def test_a_long_tree_is_paginated_with_links_to_serve_itself(hub: Hub, serve):
+    from huggingface_hub import HfApi
+
+    files = {f"data/{i:04d}.txt": str(i).encode() for i in range(1005)}
+    hub.create_repo("org/many", files)
+    server = serve()
+    entries = list(HfApi(endpoint=server.url, token=False).list_repo_tree("org/many", recursive=True))
+    assert sorted(e.path for e in entries) == sorted([*files, "data"])
+    pages = server.log("/api/models/org/many/tree/")
+    assert len(pages) == 2 and all(" 200 " in line for line in pages)
