@@ -75,8 +75,8 @@ def test_snapshot_download_and_hf_hub_download_through_serve(hub: Hub, serve, tm
     single = hf_hub_download("org/model", "nested/deeper/notes.md", endpoint=server.url,
                              cache_dir=tmp_path / "client2")
     assert Path(single).read_bytes() == FILES["nested/deeper/notes.md"]
+    code, summary = server.stop()  # the log is complete once it stopped
     assert server.log("resolve/main/nested/deeper/notes.md") and server.log(" hit ")
-    code, summary = server.stop()
     assert code == 0 and summary.startswith("hfget serve: stopped.") and "4 misses" in summary
 
 
@@ -120,7 +120,7 @@ def test_clients_of_one_miss_share_one_fetch_and_each_streams_from_it(hub: Hub, 
     hub.wait_idle()
     assert len(hub.requests(origin="cdn", method="GET")) == 1
     assert sum(s.sent for s in hub.file_gets()) == len(content)
-    assert len(server.log(" miss ")) == 3
+    wait_until(lambda: len(server.log(" miss ")) == 3, "the three clients' lines in serve's log")
 
 
 def test_head_answers_match_the_test_hub(hub: Hub, serve):
@@ -260,5 +260,6 @@ def test_a_long_tree_is_paginated_with_links_to_serve_itself(hub: Hub, serve):
     server = serve()
     entries = list(HfApi(endpoint=server.url, token=False).list_repo_tree("org/many", recursive=True))
     assert sorted(e.path for e in entries) == sorted([*files, "data"])
+    server.stop()
     pages = server.log("/api/models/org/many/tree/")
     assert len(pages) == 2 and all(" 200 " in line for line in pages)

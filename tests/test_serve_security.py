@@ -106,6 +106,7 @@ def test_client_tokens_never_reach_upstream(hub: Hub, served, tmp_path: Path):
     server = served("--endpoint", hub.url)
     snapshot_download("org/model", endpoint=server.url, cache_dir=tmp_path / "client", token="hf_client_secret")
     assert hub.log and not any(s.authorized for s in hub.log)
+    server.stop()
     assert not any("hf_client_secret" in line for line in server.lines)
 
 
@@ -127,8 +128,8 @@ def test_token_file_is_enforced(hub: Hub, served, tmp_path: Path):
     path = snapshot_download("org/model", endpoint=server.url, cache_dir=tmp_path / "c2", token="hf_team_one")
     assert (Path(path) / "config.json").read_bytes() == b"{}"
     assert not any(s.authorized for s in hub.log)
-    assert not any("hf_team" in line for line in server.lines)
     code, summary = server.stop()
+    assert not any("hf_team" in line for line in server.lines)
     assert code == 0 and "refused" in summary
 
 
