@@ -12,6 +12,9 @@
                                                commit resolved at the start, so a push during the download
                                                cannot mix two commits
 
+`Download(..., on_written=hook)`: `hook(file, partial, prefix)` hears, while a file is fetched, that its partial
+file holds its first `prefix` bytes (unverified; see _transfer.py for the rules). `hfget serve` streams from it.
+
 Nothing is written unless something changed: a complete cache mounted read-only serves a re-run.
 Events go to the sink (see _events.py); errors are HfgetError subclasses (see _errors.py).
 """
@@ -49,6 +52,7 @@ from ._select import Selection, select
 
 if TYPE_CHECKING:
     from ._options import Options
+    from ._transfer import OnWritten
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,11 @@ def choose_endpoints(spec: RepoSpec, options: Options) -> tuple[str, ...]:
 class Download:
     """One run against one target: resolve, list, plan, fetch, publish."""
 
-    def __init__(self, target: Target, options: Options, sink: Sink) -> None:
+    def __init__(self, target: Target, options: Options, sink: Sink, *, on_written: OnWritten | None = None) -> None:
         self.target = target
         self.options = options
         self.sink = sink
+        self.on_written = on_written
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  deadline=options.metadata_deadline)
@@ -267,6 +272,7 @@ class Download:
             partial_path=store.partial_path,
             resolve_url=lambda f, endpoint: resolve_url(endpoint, repo, commit, f.path),
             on_verified=publisher.publish, already_done=publisher.already_done, lock_path=store.lock_file(),
+            on_written=self.on_written,
         )
         transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink, options=self.options,
                               destination=destination)

@@ -50,6 +50,7 @@ def start(run: Transfers, task: Task) -> None:
         task.ledger = ledger
         task.connections = 1
         task.move(State.RUNNING)
+        run.written(task, ledger.contiguous_prefix())
     assert segment is not None
     run_segment(run, task, segment)
 
@@ -127,6 +128,7 @@ def _one_stream(run: Transfers, task: Task) -> Segment:
         task.resumed = 0
         task.hash_job.abandoned = True
         task.hash_job = _hash_job(task, task.ledger)
+        run.written(task, 0)
     assert segment is not None
     return segment
 
@@ -151,6 +153,7 @@ def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Respon
                     task.journal.record(segment.position, segment.position + len(chunk))
                 ledger.record(segment, len(chunk))
                 prefix = ledger.contiguous_prefix()
+                run.written(task, prefix)
             received += len(chunk)
             _progress(run, task, len(chunk), prefix - job.content.length >= PrefixHasher.BLOCK or ledger.complete)
     finally:

@@ -79,12 +79,14 @@ def _stream(run: Transfers, task: Task) -> ContentHash:
         with open(partial, "r+b", buffering=0) as out:
             out.truncate(start)
             out.seek(start)
+            run.written(task, start)
             for chunk in chunks(response):
                 run.check_cancelled()
                 if content.length + len(chunk) > file.size:
                     raise too_long(task)
                 out.write(chunk)
                 content.update(chunk)
+                run.written(task, content.length)
                 received += len(chunk)
                 run.count(file, len(chunk))
     except Transient as error:

@@ -13,6 +13,13 @@ less CPU per byte, and file writes and hashing release the GIL anyway.
 
 The caller hears of each verified file through `on_verified(file, partial, received)` (it publishes it) and
 gets back the per-file failures; anything else (authentication, storage, a bug) stops the run.
+
+`on_written(file, partial, prefix)`, if given, hears while a file is fetched that its partial file at `partial`
+holds its first `prefix` bytes (not yet verified). It is called under the file's lock, so for one partial the
+prefix never goes down; a report with another partial or a smaller prefix means the bytes before were discarded
+(a hash mismatch, a server that ignored Range). Small files report after every block written front to back,
+large ones whenever the contiguous prefix of their ranges grows. `hfget serve` streams files to its clients
+from it; it must return quickly.
 """
 
 from __future__ import annotations
@@ -52,6 +59,9 @@ SPLIT_BELOW = 64e6
 CAPPED_WAIT = 0.25  # seconds before a file asks again for a connection to a host at its limit
 
 
+OnWritten = Callable[[RemoteFile, Path, int], None]  # (file, its partial, bytes written from 0)
+
+
 @dataclass(frozen=True)
 class Destination:
     """What the transfer layer needs of the target (see _cache.py)."""
@@ -61,6 +71,7 @@ class Destination:
     on_verified: Callable[[RemoteFile, Path, int], None]
     already_done: Callable[[RemoteFile], bool]  # another process published it meanwhile
     lock_path: Path | None = None
+    on_written: OnWritten | None = None  # see the module docstring
 
 
 Outcome = tuple[Task, BaseException | int]
@@ -239,6 +250,13 @@ class Transfers:
                 task.journal.compact(task.ledger.done)
             except OSError:
                 pass  # the journal as it stands is still true; the partial itself is intact
+
+    def written(self, task: Task, prefix: int) -> None:
+        """Tell `on_written` how far the partial holds the file from byte 0 (the caller holds the file's lock,
+        or is the only writer)."""
+        hook = self.destination.on_written
+        if hook is not None and task.partial is not None:
+            hook(task.file, task.partial, prefix)
 
     def count(self, file: RemoteFile, nbytes: int) -> None:
         self.sink.advance(file.path, nbytes)

@@ -391,3 +391,13 @@ def run() -> None:
     except KeyboardInterrupt:
         print("hfget: Interrupted.", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+
+
+def _register_serve() -> None:
+    """`hfget serve` lives in its own module (cli/_serve.py); the server itself is imported only when it runs."""
+    from ._serve import EPILOG, serve
+
+    app.command("serve", epilog=EPILOG)(serve)
+
+
+_register_serve()
