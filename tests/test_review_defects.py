@@ -1,4 +1,4 @@
-"""Defects found in review of the transfer-core refactor: one test per defect, each on the behaviour a user relies on."""
+"""Defects found in review of the transfer-core refactor: one test per defect, each on the behaviour users rely on."""
 
 from __future__ import annotations
 
@@ -307,7 +307,7 @@ def test_concurrent_lock_writes_all_succeed_and_leave_one_valid_lock(tmp_path: P
         try:
             for _ in range(100):
                 write_lock(manifest, results)
-        except BaseException as error:  # noqa: BLE001 - handed to the test
+        except BaseException as error:
             errors.append(error)
 
     for index in range(8):

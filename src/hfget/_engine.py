@@ -41,6 +41,7 @@ from ._events import (
 from ._hub import Metadata
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network
 from ._options import Options
 from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
 from ._retry import RetryPolicy
@@ -129,7 +130,8 @@ class Download:
         self.options = options
         self.sink = sink
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
-        self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink)
+        self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
+                                 timeout=options.first_byte_wait("metadata"), network=Network.from_options(options))
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))

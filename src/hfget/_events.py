@@ -83,6 +83,15 @@ class MetadataRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class FirstByteAwaited:
+    """A request for a file's body has had no answer for `seconds` (a caching proxy may be fetching it first)."""
+
+    path: str
+    host: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class FileDone:
     path: str
     size: int
@@ -105,8 +114,8 @@ class DownloadFinished:
     failed: int
 
 
-Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried | FileDone
-         | FileFailed | DownloadFinished)
+Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried
+         | FirstByteAwaited | FileDone | FileFailed | DownloadFinished)
 
 
 class Sink(Protocol):

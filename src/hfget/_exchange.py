@@ -14,14 +14,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from ._errors import AuthError, FileDownloadError
+from ._events import FirstByteAwaited, Sink
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network, certificate_error, untrusted_certificate
+from ._options import Options
+from ._repo import keep_prefix
 from ._retry import is_transient_status
 from ._version import __version__
 
@@ -30,6 +37,7 @@ if TYPE_CHECKING:
 
 MAX_REDIRECTS = 10
 CONNECT_TIMEOUT = 10.0
+WAITING_REPORTED_AFTER = 5.0  # seconds without an answer (or the stall timeout, if shorter) before it is reported
 
 
 class Transient(Exception):
@@ -59,15 +67,17 @@ class Link:
         self.location = self.endpoint = None
 
 
-def make_client(*, connections: int, stall_timeout: float) -> httpx2.Client:
+def make_client(*, connections: int, stall_timeout: float, network: Network) -> httpx2.Client:
     import httpx2
 
     return httpx2.Client(
         limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
-        # read: the stall watchdog, the longest wait for the next byte of a body
+        # read: the stall watchdog, the longest wait for the next byte of a body (the wait for the answer to
+        # begin has its own limit, set per request: Exchange._send)
         timeout=httpx2.Timeout(connect=CONNECT_TIMEOUT, read=stall_timeout, write=stall_timeout, pool=None),
         follow_redirects=False,
         headers={"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"},
+        **network.client_arguments(),
     )
 
 
@@ -78,11 +88,29 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 class Exchange:
     def __init__(self, client: httpx2.Client, mirrors: Mirrors, token: str | None,
-                 resolve_url: Callable[[RemoteFile, str], str]) -> None:
+                 resolve_url: Callable[[RemoteFile, str], str], *, first_byte_timeout: float = 300.0,
+                 watch: FirstByteWatch | None = None) -> None:
         self.client = client
         self.mirrors = mirrors
         self.token = token
         self.resolve_url = resolve_url
+        self.first_byte_timeout = first_byte_timeout
+        self.watch = watch or FirstByteWatch(None, after=float("inf"))
+
+    @classmethod
+    def start(cls, options: Options, mirrors: Mirrors, token: str | None,
+              resolve_url: Callable[[RemoteFile, str], str], sink: Sink) -> Exchange:
+        """The exchange of a run: its client (with the run's proxy and trust) and its first-byte watch."""
+        network = Network.from_options(options)
+        client = make_client(connections=options.max_connections, stall_timeout=options.stall_timeout,
+                             network=network)
+        watch = FirstByteWatch(sink, after=min(options.stall_timeout, WAITING_REPORTED_AFTER))
+        return cls(client, mirrors, token, resolve_url, first_byte_timeout=options.first_byte_wait("file"),
+                   watch=watch)
+
+    def close(self) -> None:
+        self.watch.close()
+        self.client.close()
 
     def open(self, file: RemoteFile, link: Link, range_header: str | None) -> httpx2.Response:
         """GET the file (with Range), following redirects; raise unless the answer is a 200 or a 206."""
@@ -93,11 +121,11 @@ class Exchange:
         url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
             for _ in range(MAX_REDIRECTS):
-                response = self._send(url, range_header, with_token=origin(url) == home)
+                response = self._send(file, url, range_header, with_token=origin(url) == home)
                 location = response.headers.get("Location")
                 if response.is_redirect and location:
                     response.close()
-                    url = urljoin(url, location)
+                    url = _follow(file, url, location, endpoint)
                     if origin(url) != home:
                         link.location, link.endpoint = url, endpoint  # the CDN: reused for the other ranges
                     continue
@@ -106,14 +134,44 @@ class Exchange:
                 self.mirrors.answered()
                 return response
         except httpx2.TransportError as error:
+            failure = untrusted_certificate(error)
+            if failure is not None:
+                raise certificate_error(failure, urlsplit(url).hostname or url) from None
             raise from_transport(error, 0) from None
         raise FileDownloadError(file.path, f"{file.path}: too many redirects (more than {MAX_REDIRECTS}).")
 
-    def _send(self, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
+    def _send(self, file: RemoteFile, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
+        import httpx2
+
         headers = {"Range": range_header} if range_header else {}
         if with_token and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        return self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
+        request = self.client.build_request("GET", url, headers=headers)
+        timeouts = request.extensions["timeout"]
+        stall, timeouts["read"] = timeouts["read"], self.first_byte_timeout
+        host = request.url.host
+        with self.watch.waiting(file.path, host):
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx2.ReadTimeout:
+                raise Transient(f"no answer from {host} within the --first-byte-timeout "
+                                f"({self.first_byte_timeout:g} s)", blame=2) from None
+        # The body's reads wait at most the stall timeout: httpcore2 reads this same `timeout` extension when the
+        # body is first read, after the headers came (tests/test_network.py shows both limits at work).
+        timeouts["read"] = stall
+        return response
+
+
+def _follow(file: RemoteFile, url: str, location: str, endpoint: str) -> str:
+    """Where a redirect sends the request: http(s) only (never `file:`, `ftp:` and the like), and on the endpoint's
+    own origin kept under its path prefix (a reverse proxy at /prefix that passes `Location: /api/...` on)."""
+    target = urljoin(url, location)
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https"):
+        shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        raise FileDownloadError(file.path, f"{file.path}: {urlsplit(url).hostname} redirected it to {shown}, "
+                                "which is not http(s); not followed.")
+    return keep_prefix(endpoint, target)
 
 
 def _status_error(response: httpx2.Response, file: RemoteFile, link: Link, *, on_endpoint: bool) -> Exception:
@@ -188,3 +246,48 @@ def chunks(response: httpx2.Response) -> Iterator[bytes]:
         yield from response.iter_raw()
     except httpx2.TransportError as error:
         raise from_transport(error, 0) from None
+
+
+class FirstByteWatch:
+    """Requests sent whose answer has not begun; each that waits longer than `after` seconds is reported once
+    (`FirstByteAwaited`), by one thread that looks twice a second, started with the first request."""
+
+    def __init__(self, sink: Sink | None, *, after: float) -> None:
+        self.sink = sink
+        self.after = after
+        self._waiting: dict[int, tuple[str, str, float]] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def waiting(self, path: str, host: str) -> Iterator[None]:
+        if self.sink is None:
+            yield
+            return
+        key = object()
+        with self._lock:
+            self._waiting[id(key)] = (path, host, time.monotonic())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._look, daemon=True, name="hfget-first-byte")
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting.pop(id(key), None)
+
+    def _look(self) -> None:
+        reported: set[int] = set()
+        while not self._closed.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                late = [(k, w) for k, w in self._waiting.items() if k not in reported and now - w[2] >= self.after]
+                reported &= set(self._waiting)
+                reported.update(k for k, _ in late)
+            for _, (path, host, since) in late:
+                if self.sink is not None:
+                    self.sink.handle(FirstByteAwaited(path, host, now - since))
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,14 +1,16 @@
 """The Hub's metadata: a revision resolved to a commit, and the commit's full file listing.
 
-Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). Two things the
-official client does not do are added around it, scoped to hfget's own calls by a context variable:
-- a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there) is sent to the
-  endpoint in use instead, so the listing and the token stay on the mirror;
-- metadata requests get a timeout (huggingface_hub's session has none), so a silent endpoint fails instead of
-  hanging;
+Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). What the official
+client does not do is added around it, scoped to hfget's own calls by a context variable:
+- a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there), or the endpoint's
+  host without the endpoint's path prefix (`https://host/artifactory/api/huggingfaceml/repo`), is sent to the
+  endpoint in use instead, prefix included, so the listing and the token stay on the mirror;
+- metadata requests get a timeout (huggingface_hub's session has none): --first-byte-timeout, else
+  HF_HUB_ETAG_TIMEOUT, else the default, so a silent endpoint fails instead of hanging;
 - huggingface_hub's agent-registry lookup (`/api/agent-harnesses`, made while building its User-Agent) is
   refused before it leaves: it is a round trip per run that a download does not need, and it would go to
   HF_ENDPOINT or huggingface.co even when a mirror is in use. huggingface_hub treats it as unavailable.
+The proxy and the CA bundle reach huggingface_hub's session through _network.py's `use_for_metadata`.
 Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else, narrowly: what the
 network raised, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as it
 is, so a bug never looks like a bad mirror (and never triggers fail-over).
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from ._errors import (
     AuthError,
@@ -38,6 +41,7 @@ from ._errors import (
 from ._events import MetadataRetried, Sink
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network, certificate_error, untrusted_certificate, use_for_metadata
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
@@ -67,16 +71,26 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
     scope = _SCOPE.get()
     if scope is None:
         return
-    if request.url.path == "/api/agent-harnesses":
-        raise _NotSent("hfget does not fetch the agent registry")
     target = scope.endpoint
-    if (request.url.scheme, request.url.host, request.url.port) != (target.scheme, target.host, target.port):
-        request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+    prefix = target.raw_path.rstrip(b"/")
+    if request.url.raw_path.removeprefix(prefix).startswith(b"/api/agent-harnesses"):
+        raise _NotSent("hfget does not fetch the agent registry")
+    here = (request.url.scheme, request.url.host, request.url.port)
+    if here != (target.scheme, target.host, target.port) or not _under(request.url.raw_path, prefix):
+        # a next-page link naming another host (hf-mirror's name huggingface.co), or the endpoint's host without
+        # its path prefix (a reverse proxy at /prefix that passes the Hub's links on): the endpoint in use, whole
+        raw_path = request.url.raw_path
+        request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
+                                            raw_path=raw_path if _under(raw_path, prefix) else prefix + raw_path)
         request.headers["Host"] = request.url.netloc.decode("ascii")
     timeout = request.extensions.get("timeout") or {}
     if timeout.get("connect") is None:
         t = scope.timeout
         request.extensions["timeout"] = {"connect": t, "read": t, "write": t, "pool": t}
+
+
+def _under(raw_path: bytes, prefix: bytes) -> bool:
+    return not prefix or raw_path == prefix or raw_path.startswith(prefix + b"/")
 
 
 @contextlib.contextmanager
@@ -99,12 +113,13 @@ class Metadata:
     """Revision lookups and listings on the endpoint in use, failing over to the next mirror."""
 
     def __init__(self, mirrors: Mirrors, token: str | None, *, policy: RetryPolicy, sink: Sink,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 300.0, network: Network | None = None) -> None:
         self.mirrors = mirrors
         self.token = token
         self.policy = policy
         self.sink = sink
-        self.timeout = timeout
+        self.timeout = timeout  # for the answer to begin (and for each read of it)
+        self.network = network or Network()
         self._api: Any = None
         self._api_endpoint = ""
 
@@ -128,6 +143,8 @@ class Metadata:
         endpoint = self.mirrors.current
         if self._api is None or self._api_endpoint != endpoint:
             from huggingface_hub import HfApi
+
+            use_for_metadata(self.network)
 
             self._api = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
                               library_version=__version__)
@@ -165,6 +182,8 @@ class Metadata:
             try:
                 return call()
             except (httpx2.TransportError, HfHubHTTPError) as error:
+                if untrusted_certificate(error) is not None:
+                    raise
                 status = _status(error)
                 refused = isinstance(error, httpx2.ConnectError)
                 transient = is_transient_status(status) or (status is None and isinstance(error, httpx2.TransportError))
@@ -208,6 +227,8 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
     if isinstance(error, hf_errors.OfflineModeIsEnabled):
         return NetworkError(f"HF_HUB_OFFLINE is set and {repo}@{revision} is not in the cache.",
                             hint="Unset HF_HUB_OFFLINE to download it.")
+    if (failure := untrusted_certificate(error)) is not None:
+        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
     if isinstance(error, httpx2.TimeoutException):
         return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
                             hint="Try again, or use another --mirror.")

@@ -23,13 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import _large, _ownership, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
 from ._events import FileRetried, Sink
-from ._exchange import Exchange, Transient, make_client
+from ._exchange import Exchange, Transient
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._options import Options
@@ -38,9 +37,6 @@ from ._retry import RetryPolicy
 from ._schedule import RateLimiter, Scheduler
 from ._task import Cancelled, State, Task
 from ._verify import PrefixHasher
-
-if TYPE_CHECKING:
-    import httpx2
 
 MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; files under twice this are "small"
 # A file gets another connection only while its connections each run slower than this. Where a mirror or CDN
@@ -92,8 +88,8 @@ class Transfers:
         tasks = [self._task(file) for file in files]
         workers = min(self.options.max_connections,
                       sum(self.options.connections_per_file if t.large else 1 for t in tasks))
-        client = make_client(connections=self.options.max_connections, stall_timeout=self.options.stall_timeout)
-        self.exchange = Exchange(client, self.mirrors, self.token, self.destination.resolve_url)
+        self.exchange = Exchange.start(self.options, self.mirrors, self.token, self.destination.resolve_url,
+                                       self.sink)
         lock_path = self.destination.lock_path
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
         self.scheduler.add(tasks)
@@ -104,7 +100,7 @@ class Transfers:
         try:
             return self._collect(len(tasks))
         finally:
-            self._stop(threads, client)
+            self._stop(threads)
 
     def _task(self, file: RemoteFile) -> Task:
         large = file.size >= 2 * MIN_SPLIT and self.options.connections_per_file > 1
@@ -130,14 +126,14 @@ class Transfers:
             except queue.Empty:
                 continue
 
-    def _stop(self, threads: list[threading.Thread], client: httpx2.Client) -> None:
+    def _stop(self, threads: list[threading.Thread]) -> None:
         self.cancel.set()
         self.scheduler.wake()
         self.hasher.stop()
         deadline = time.monotonic() + 0.5  # Ctrl-C must stop within a second; a thread stuck in a read is a daemon
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        client.close()
+        self.exchange.close()
         for task in self.scheduler.in_flight():  # save what is known, hand the partials to the next run
             self.save_state(task, force=True)
             with task.lock:

@@ -25,6 +25,7 @@ from .._events import (
     FileFailed,
     FileRetried,
     FileStarted,
+    FirstByteAwaited,
     MetadataRetried,
     MirrorSwitched,
     RevisionResolved,
@@ -57,6 +58,8 @@ def describe(event: Event) -> str | None:
         return f"switching from {event.previous} to {event.endpoint}: {event.reason}"
     if isinstance(event, MetadataRetried):
         return f"retrying {event.what} in {event.delay:.1f}s: {event.reason}"
+    if isinstance(event, FirstByteAwaited):
+        return f"waiting for the first byte of {event.path} from {event.host} ({event.seconds:.0f}s so far)"
     if isinstance(event, FileFailed):
         return f"failed {event.message}"
     if isinstance(event, DownloadFinished):
@@ -262,6 +265,8 @@ class JsonSink:
             self.emit(s.RetryEvent(path=None, reason=f"{event.what}: {event.reason}"))
         elif isinstance(event, MirrorSwitched):
             self.emit(s.MirrorSwitchedEvent.model_validate(event))
+        elif isinstance(event, FirstByteAwaited):
+            self.emit(s.WaitingEvent(path=event.path, host=event.host, seconds=round(event.seconds, 1)))
         elif isinstance(event, FileFailed):
             self._results.setdefault(event.path, {"path": event.path, "size": 0}).update(
                 status="failed", message=event.message)
