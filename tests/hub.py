@@ -30,7 +30,8 @@ assert on traffic. Knobs a test may set at any time:
 - `redirect_to`: answer every resolve with a 302 to this Location (`ftp://...`, `file:///...`);
 - `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
   429 with `Retry-After` or `RateLimit`...), an answer that begins S seconds late ("slow"), a reset after N body
-  bytes, a stall of S seconds after N bytes, or a chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
+  bytes, a stall of S seconds after N bytes, or a chunked body without Content-Length; `chaos(seed, p)` draws
+  such faults at random for a soak test.
 `max_concurrent_cdn_gets` is the most CDN bodies it was sending at once; `stalling` the bodies held in a stall
 right now; `release_stalls()` ends them (and `stop()` does, so a long stall never holds a test up).
 
