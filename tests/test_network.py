@@ -191,18 +191,22 @@ def test_an_endpoint_behind_a_path_prefix_keeps_it_everywhere(hub: Hub, run_hfge
     assert not any(s.authorized for s in hub.requests(origin="cdn"))
 
 
-def test_a_slow_first_byte_is_not_a_stall(hub: Hub, run_hfget):
-    """The answers to file requests begin later than --stall-timeout but within --first-byte-timeout."""
+def test_a_slow_first_byte_is_not_a_stall_but_a_stalled_body_still_is(hub: Hub, run_hfget):
+    """The answers to the small files begin later than --stall-timeout but within --first-byte-timeout: fetched
+    at the first try. The large file's body stops mid-way: dropped after --stall-timeout and resumed."""
     _repo(hub)
-    hub.faults.append(Fault("slow", match="/resolve/", seconds=3, times=10))
+    hub.faults += [Fault("slow", match="/resolve/", seconds=3, times=10),
+                   Fault("stall", origin="cdn", after=100_000, seconds=600)]  # until released
     result = run_hfget("org/model", "--endpoint", hub.url, "--stall-timeout", "1", "--first-byte-timeout", "60",
                        "--json")
     assert result.returncode == 0, result.stderr
+    _check_files(json.loads(result.stdout.splitlines()[-1])["path"])
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert not [e for e in events if e["event"] == "retry"]
+    retries = [e for e in events if e["event"] == "retry"]
+    assert [e["path"] for e in retries] == ["model.safetensors"] and "stalled" in retries[0]["reason"]
     waiting = [e for e in events if e["event"] == "waiting"]
     assert waiting and all(e["host"] == "127.0.0.1" for e in waiting)
-    assert len(hub.requests(contains="/resolve/")) == len(FILES)  # each asked once
+    assert len(hub.requests(contains="/resolve/")) == len(FILES)  # each resolve asked once
 
 
 @pytest.mark.parametrize("how", ["flag", "HF_HUB_DOWNLOAD_TIMEOUT"])
@@ -245,3 +249,38 @@ def test_no_referer_is_ever_sent(hub: Hub, run_hfget):
     assert result.returncode == 0, result.stderr
     assert hub.requests(origin="cdn") and hub.requests(contains="/api/resolve-cache/")
     assert not [s for s in hub.requests() if "referer" in s.headers]
+
+
+def test_the_python_api_takes_a_proxy_and_a_later_run_without_one_goes_direct(
+        hub: Hub, forward_proxy: ForwardProxy, tmp_path: Path):
+    """huggingface_hub's shared session gets the proxy for one run and its own factory back for the next."""
+    import hfget
+
+    _repo(hub)
+    hfget.download("org/model", endpoint=hub.url, proxy=forward_proxy.url(), cache_dir=tmp_path / "a")
+    _through(forward_proxy, hub)
+    used = len(forward_proxy.lines)
+    hub.clear_log()
+    path = hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path / "b")
+    assert (path / "config.json").read_bytes() == FILES["config.json"]
+    assert hub.requests(contains="/revision/") and len(forward_proxy.lines) == used
+
+
+@pytest.mark.parametrize(("endpoint", "url", "expected"), [
+    ("https://h/p/q", "https://h/api/x?c=1", "https://h/p/q/api/x?c=1"),
+    ("https://h/p/q", "https://h/p/q/api/x", "https://h/p/q/api/x"),
+    ("https://h/p/q", "https://cdn.example/api/x", "https://cdn.example/api/x"),
+    ("https://h", "https://h/api/x", "https://h/api/x"),
+    ("https://h/p", "https://h/pq/api", "https://h/p/pq/api"),
+])
+def test_keep_prefix(endpoint: str, url: str, expected: str):
+    from hfget._repo import keep_prefix
+
+    assert keep_prefix(endpoint, url) == expected
+
+
+def test_proxy_credentials_are_masked():
+    from hfget._options import mask_url
+
+    assert mask_url("socks5h://user:p@ss:word@proxy.example:1080") == "socks5h://***@proxy.example:1080"
+    assert mask_url("http://proxy.example:3128") == "http://proxy.example:3128"

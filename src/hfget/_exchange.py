@@ -8,6 +8,11 @@
 - Statuses are sorted once, here: transient (`Transient`, retried from the bytes on disk by the caller; its
   `blame` is the evidence it adds against the endpoint, see _mirrors.py), a refusal by the endpoint (`AuthError`,
   the run stops), or final for this file (`FileDownloadError`).
+- Only http(s) redirects are followed (a `file:` or `ftp:` Location fails the file at once), and on the endpoint's
+  origin they stay under its path prefix. No `Referer` is sent (httpx2 sends none).
+- Two limits on waiting: the answer must begin within the first-byte timeout (a caching proxy may fetch the whole
+  file first; a wait past a few seconds is reported as `FirstByteAwaited`), then each read of the body within the
+  stall timeout.
 - Replies are checked before a byte is written (house style, habit 4): a 206 must start where asked and end
   within the range, a 200 must carry the listed size. httpx2's transport errors become `Transient` here.
 """
@@ -157,7 +162,7 @@ class Exchange:
                 raise Transient(f"no answer from {host} within the --first-byte-timeout "
                                 f"({self.first_byte_timeout:g} s)", blame=2) from None
         # The body's reads wait at most the stall timeout: httpcore2 reads this same `timeout` extension when the
-        # body is first read, after the headers came (tests/test_network.py shows both limits at work).
+        # body is first read, after the headers came (test_network.py's slow-first-byte test shows both limits).
         timeouts["read"] = stall
         return response
 
