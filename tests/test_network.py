@@ -157,6 +157,17 @@ def test_the_proxy_variables_apply_without_the_flag_and_no_proxy_is_respected(
     assert hub.requests(origin="cdn") and len(forward_proxy.lines) == used  # straight to the Hub this time
 
 
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_wrong_proxy_credentials_are_named_as_the_proxys_without_showing_them(
+        hub: Hub, forward_proxy: ForwardProxy, run_hfget, scheme: str):
+    _repo(hub)
+    proxy = f"{scheme}://{forward_proxy.user}:wrong-pass-123@127.0.0.1:{forward_proxy.port}"
+    result = run_hfget("org/model", "--endpoint", hub.url, "--proxy", proxy)
+    assert result.returncode == 5
+    assert f"The proxy {scheme}://***@127.0.0.1:{forward_proxy.port} refused the credentials" in result.stderr
+    assert "wrong-pass-123" not in result.stderr and not hub.requests()
+
+
 def test_config_shows_the_proxy_without_its_credentials(run_hfget, tmp_path: Path):
     config = tmp_path / "config.toml"
     config.write_text('proxy = "http://alice:hunter2-secret@proxy.example:3128"\nfirst_byte_timeout = 600\n')

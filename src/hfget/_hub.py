@@ -42,6 +42,7 @@ from ._events import MetadataRetried, Sink
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import Network, certificate_error, untrusted_certificate, use_for_metadata
+from ._options import mask_url
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
@@ -153,7 +154,7 @@ class Metadata:
 
     def _resolve(self, repo: Repo, revision: str) -> str:
         api, endpoint = self._hf_api(), self.mirrors.current
-        with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout):
+        with _translated(repo, revision, endpoint, self.network.proxy), _scoped(endpoint, self.timeout):
             info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
                 repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
         if not info.sha:
@@ -164,7 +165,7 @@ class Metadata:
         from huggingface_hub.hf_api import RepoFile
 
         api, endpoint = self._hf_api(), self.mirrors.current
-        with _translated(repo, commit, endpoint), _scoped(endpoint, self.timeout):
+        with _translated(repo, commit, endpoint, self.network.proxy), _scoped(endpoint, self.timeout):
             entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
                 repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
         files = [_remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
@@ -205,23 +206,26 @@ def _remote_file(entry: Any, repo: Repo) -> RemoteFile:
 
 
 @contextlib.contextmanager
-def _translated(repo: Repo, revision: str, endpoint: str) -> Iterator[None]:
+def _translated(repo: Repo, revision: str, endpoint: str, proxy: str | None) -> Iterator[None]:
     try:
         yield
     except HfgetError:
         raise
     except Exception as error:
-        translated = translate_error(error, repo=repo, revision=revision, endpoint=endpoint)
+        translated = translate_error(error, repo=repo, revision=revision, endpoint=endpoint, proxy=proxy)
         if translated is None:
             raise
         raise translated from error
 
 
-def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError | None:
+def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str,
+                    proxy: str | None = None) -> HfgetError | None:
     """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
     import httpx2
     from huggingface_hub import errors as hf_errors
 
+    if proxy is not None and (_status(error) == 407 or isinstance(error, httpx2.TransportError)):
+        return _proxy_error(error, endpoint, mask_url(proxy))
     if isinstance(error, hf_errors.HfHubHTTPError):
         return _http_error(error, repo=repo, revision=revision, endpoint=endpoint)
     if isinstance(error, hf_errors.OfflineModeIsEnabled):
@@ -239,6 +243,17 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
         return NetworkError(f"{endpoint} sent an answer hfget cannot read for {repo}@{revision}: {error}.",
                             hint="The endpoint may be broken: use another --mirror.")
     return None
+
+
+def _proxy_error(error: Exception, endpoint: str, proxy: str) -> HfgetError:
+    """A failure on the way through the proxy: named as the proxy's (its credentials never shown)."""
+    if (failure := untrusted_certificate(error)) is not None:
+        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
+    if _status(error) == 407 or "username/password" in str(error).lower():
+        return NetworkError(f"The proxy {proxy} refused the credentials (or asked for some) on the way to {endpoint}.",
+                            hint="Give them in --proxy as scheme://user:password@host:port.")
+    return NetworkError(f"Cannot reach {endpoint} through the proxy {proxy}: {_reason(error)}.",
+                        hint="Check --proxy (or HFGET_PROXY, the proxy setting), and that the proxy is up.")
 
 
 def _http_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError:
