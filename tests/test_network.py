@@ -89,11 +89,13 @@ def _through(proxy: ForwardProxy, hub: Hub) -> None:
 @pytest.mark.parametrize("scheme", ["http", "socks5", "socks5h"])
 def test_every_request_goes_through_the_proxy_given(hub: Hub, forward_proxy: ForwardProxy, run_hfget, scheme: str):
     _repo(hub)
-    result = run_hfget("org/model", "--endpoint", hub.url, "--proxy", forward_proxy.url(scheme))
+    result = run_hfget("org/model", "--endpoint", hub.url, "--proxy", forward_proxy.url(scheme), "--token", TOKEN)
     assert result.returncode == 0, result.stderr
     _check_files(result.stdout)
     _through(forward_proxy, hub)  # metadata (huggingface_hub's session), resolve and CDN bodies alike
-    assert forward_proxy.password not in result.stdout + result.stderr
+    assert all(s.authorized for s in hub.requests(origin="hub"))
+    assert not any(s.authorized for s in hub.requests(origin="cdn"))  # a plain-http proxy sees it: never sent
+    assert forward_proxy.password not in result.stdout + result.stderr and TOKEN not in result.stderr
 
 
 def test_https_through_connect_with_a_private_ca_and_the_token_kept_from_the_cdn(

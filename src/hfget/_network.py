@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 class Network:
     """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run."""
 
-    proxy: str | None = None
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
     ca_bundle: Path | None = None
     ca_origin: str = "--ca-bundle"
 
