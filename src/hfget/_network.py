@@ -15,6 +15,7 @@ serves the whole process; a later run without them puts huggingface_hub's defaul
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import ssl
 import threading
@@ -43,6 +44,8 @@ class Network:
 
     @classmethod
     def from_options(cls, options: Options) -> Network:
+        if options.proxy and options.proxy.startswith("socks") and importlib.util.find_spec("socksio") is None:
+            raise UsageError("A socks5:// proxy needs the socksio package.", hint="pip install 'hfget[socks]'")
         if options.ca_bundle is not None:
             return cls(options.proxy, options.ca_bundle, _ca_label(options))
         if os.environ.get("SSL_CERT_FILE"):
