@@ -15,23 +15,28 @@ It implements the download side of ../shared/hub-protocol.md, closely enough tha
 - errors as §4: EntryNotFound, RevisionNotFound, RepoNotFound (401 anonymous / 404 signed in), GatedRepo
   (401 anonymous / 403 signed in without access), invalid token 401
 
+`Hub(..., tls=context)` serves both origins over TLS (https:// URLs) with a server context the test made.
+
 Repos are built by the test from bytes or files on disk (`Hub.create_repo`, `Hub.commit`, `Hub.tag`,
 `Hub.open_pr`). Every request served is appended to `Hub.log` (origin, method, path, Range, whether an
-Authorization header came, status, the fault applied if any, when it arrived and when it was done, and every
-body byte written to the socket, faulted bodies included), so tests assert on traffic. Knobs a test may set at any time:
+Authorization header came, the peer's address and port, every header, status, the fault applied if any, when it
+arrived and when it was done, and every body byte written to the socket, faulted bodies included), so tests
+assert on traffic. Knobs a test may set at any time:
 - `rate`: bytes/s per response body, i.e. per TCP stream (a mirror or CDN capping each connection);
 - `latency`: seconds every request waits before its first byte (a round trip to a far server);
 - `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
 - `cdn_url_uses`: how many requests one signed CDN URL serves before it answers 403 (expired);
 - `ignore_range`: answer every GET with 200 and the whole body, as some proxies do;
+- `redirect_to`: answer every resolve with a 302 to this Location (`ftp://...`, `file:///...`);
 - `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
-  429 with `Retry-After` or `RateLimit`...), a reset after N body bytes, a stall of S seconds after N bytes, or a
-  chunked body without Content-Length; `chaos(seed, p)` draws such faults at random for a soak test.
+  429 with `Retry-After` or `RateLimit`...), an answer that begins S seconds late ("slow"), a reset after N body
+  bytes, a stall of S seconds after N bytes, or a chunked body without Content-Length; `chaos(seed, p)` draws
+  such faults at random for a soak test.
 `max_connections`: a per-origin cap on requests in flight, past which it answers 503 (a mirror's `limit_conn`).
 `max_concurrent_cdn_gets` is the most CDN bodies it was sending at once; `stalling` the bodies held in a stall
 right now; `release_stalls()` ends them (and `stop()` does, so a long stall never holds a test up).
 
-Bodies go out with `os.sendfile` when no knob is in the way, so the server is not the bottleneck.
+Bodies go out with `os.sendfile` when no knob (and no TLS) is in the way, so the server is not the bottleneck.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import random
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -107,7 +113,7 @@ class Repo:
 class Fault:
     """One misbehaviour, for the next `times` requests whose path contains `match` (on `origin`, if given)."""
 
-    kind: str  # "status", "reset", "stall" or "chunked"
+    kind: str  # "status", "slow" (the answer begins `seconds` late), "reset", "stall" or "chunked"
     match: str = ""
     origin: str | None = None
     times: int = 1
@@ -122,7 +128,7 @@ class Fault:
             return False
         if self.origin is not None and self.origin != origin:
             return False
-        return (self.kind == "status") != body
+        return (self.kind in ("status", "slow")) != body
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,8 @@ class Served:
     sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing)
     fault: str | None = None  # the kind of `Fault` applied to this request, if any ("status", "reset", ...)
     done: float = 0.0  # time.monotonic() when the server was done with the request
+    peer: tuple[str, int] = ("", 0)  # the client's address and port (a proxy's, when one forwards the request)
+    headers: dict = field(default_factory=dict)  # the request's headers, names in lower case
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -159,12 +167,15 @@ def _hash_file(path: Path) -> tuple[int, str, str]:
 class Hub:
     """The test Hub: `start()` it, build repos, point a client at `hub.url`, read `hub.log`."""
 
-    def __init__(self, root: Path, *, page_size: int = 1000, link_base: str | None = None) -> None:
+    def __init__(self, root: Path, *, page_size: int = 1000, link_base: str | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.root = Path(root)
+        self.tls = tls  # serve both origins over TLS with this server context
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         self.page_size = page_size
         self.link_base = link_base
         self.resolve_cache_redirect = False  # answer regular files with a relative 307, as huggingface.co does
+        self.redirect_to: str | None = None  # answer every resolve with a 302 to this Location (a hostile mirror)
         self.rate: float | None = None  # bytes per second per response body
         self.latency: float = 0.0  # seconds before each response
         self.cdn_url_uses: int | None = None  # requests a signed CDN URL serves before it expires
@@ -210,12 +221,16 @@ class Hub:
         self._servers = []
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._hub_server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._hub_server.server_address[1]}"
 
     @property
     def cdn_url(self) -> str:
-        return f"http://127.0.0.1:{self._cdn_server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._cdn_server.server_address[1]}"
 
     # -- building repos ----------------------------------------------------------------------------------------
 
@@ -404,6 +419,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.hub = hub
         self.origin = origin
         super().__init__(("127.0.0.1", 0), _Handler)
+        if hub.tls is not None:
+            self.socket = hub.tls.wrap_socket(self.socket, server_side=True)
 
     def handle_error(self, request, client_address) -> None:
         import sys
@@ -464,7 +481,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.fault = "cap"
                 raise _HttpError(503, "Service Temporarily Unavailable (too many connections)")
             fault = hub.take_fault(self.server.origin, method, unquote(self.raw_path), body=False)
-            if fault is not None:
+            if fault is not None and fault.kind == "slow":
+                self.fault = fault.kind
+                if not hub._stopped:
+                    hub._release.wait(fault.seconds)
+            elif fault is not None:
                 self.fault = fault.kind
                 raise _HttpError(fault.status, f"fault injected: {fault.status}", headers=dict(fault.headers))
             if self.server.origin == "cdn":
@@ -500,6 +521,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     sent=self.sent,
                     fault=self.fault,
                     done=time.monotonic(),
+                    peer=(str(self.client_address[0]), int(self.client_address[1])),
+                    headers={name.lower(): value for name, value in self.headers.items()},
                 )
             )
 
@@ -604,6 +627,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         sha = self._commit(repo, revision)
         blob = repo.commits[sha].get(path)
         commit_header = {"X-Repo-Commit": sha}
+        if self.server.hub.redirect_to is not None:
+            return self._send_bytes(302, b"", {**commit_header, "Location": self.server.hub.redirect_to})
         if blob is None:
             raise _HttpError(404, f"Entry not found: {path}", "EntryNotFound", commit_header)
         headers = {**commit_header, "Accept-Ranges": "bytes"}
@@ -768,7 +793,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_file(self, blob: Blob, start: int, end: int, corrupt: bool) -> None:
         with open(blob.disk_path, "rb") as f:
-            if self.server.hub.rate is None and not corrupt:
+            if self.server.hub.rate is None and not corrupt and self.server.hub.tls is None:  # no sendfile on TLS
                 self.wfile.flush()
                 self._sendfile_counted(f, start, end - start)
                 return
@@ -788,6 +813,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 chunk[len(chunk) // 2] ^= 0xFF
                 corrupt = False
                 self._send_counted(chunk)
+            elif self.server.hub.tls is not None:  # sendfile would bypass the TLS layer
+                f.seek(position)
+                self._send_counted(f.read(count))
             else:
                 self._sendfile_counted(f, position, count)
             position += count

@@ -40,6 +40,9 @@ def download(
     limit_rate: float | str | None = None,
     retries: int | None = None,
     stall_timeout: float | None = None,
+    first_byte_timeout: float | None = None,
+    proxy: str | None = None,
+    ca_bundle: str | Path | None = None,
     space_check: bool = True,
     sink: Sink | None = None,
 ) -> Path:
@@ -50,7 +53,9 @@ def download(
     `jobs`: files in flight; `max_connections`: the run's connection budget; `connections`: per large file;
     `limit_rate`: bytes per second for the whole run (a number, or text such as "20M");
     `retries`: transient failures tolerated in a row per file; `stall_timeout`: seconds without a byte before a
-    connection is dropped. Settings left as None come from HFGET_* variables, the config file, or the defaults.
+    connection is dropped; `first_byte_timeout`: seconds to wait for an answer to begin; `proxy`: an http(s)://
+    or socks5:// proxy URL for every request; `ca_bundle`: a PEM file of CAs to trust. Settings left as None
+    come from HFGET_* variables, the config file, or the defaults.
     `sink` receives the events (see `hfget.Sink`).
 
     Raises an `HfgetError` subclass on failure (see `hfget.ExitCode` for what each means).
@@ -76,6 +81,8 @@ def plan(
     local_dir: str | Path | None = None,
     token: str | None = None,
     offline: bool | None = None,
+    proxy: str | None = None,
+    ca_bundle: str | Path | None = None,
 ) -> DownloadPlanned:
     """What `download(repo, files, ...)` would fetch: the matching files, their sizes, which are already in the
     target, the totals and the free space. Requests metadata only; writes nothing."""
@@ -84,7 +91,8 @@ def plan(
     return report
 
 
-_SETTINGS = ("jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout")
+_SETTINGS = ("jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout", "first_byte_timeout",
+             "proxy", "ca_bundle")
 _RUN = ("endpoint", "token", "cache_dir", "local_dir", "offline", "space_check")
 
 

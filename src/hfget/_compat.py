@@ -2,16 +2,22 @@
 
 huggingface_hub has no public API for its tree cache (`trees/<commit>.json`), for the `CACHEDIR.TAG` it writes,
 or for the `.cache/huggingface/` bookkeeping of a local dir; hfget must read and write exactly those files for
-`snapshot_download(local_files_only=True)` and `hf download --local-dir` to trust what hfget fetched. They are
+`snapshot_download(local_files_only=True)` and `hf download --local-dir` to trust what hfget fetched. Its public
+`set_client_factory` takes a whole client, so a client with a proxy is built from its default one's parts. They are
 imported here and nowhere else; pyproject.toml bounds huggingface_hub below 3, and the contract tests
 (test_download.py: layouts compared with huggingface_hub's own output) fail if a release changes them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._models import RemoteFile
+
+if TYPE_CHECKING:
+    import httpx2
 
 
 def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
@@ -77,3 +83,17 @@ def write_local_metadata(local_dir: Path, path: str, commit: str, etag: str) -> 
     from huggingface_hub._local_folder import write_download_metadata
 
     write_download_metadata(local_dir, path, commit, etag)
+
+
+def hub_default_client_factory() -> Callable[[], httpx2.Client]:
+    """huggingface_hub's own factory of its shared session (to put back what `set_client_factory` replaced)."""
+    from huggingface_hub.utils._http import default_client_factory
+
+    return default_client_factory
+
+
+def hub_request_event_hook() -> Callable[[httpx2.Request], Any]:
+    """The request hook huggingface_hub's default client carries (offline mode, request ids)."""
+    from huggingface_hub.utils._http import hf_request_event_hook
+
+    return hf_request_event_hook

@@ -46,6 +46,7 @@ from ._events import (
 from ._hub import Metadata
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network
 from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
 from ._retry import RetryPolicy
 from ._select import Selection, select
@@ -146,6 +147,7 @@ class Download:
         self.on_written = on_written
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
+                                 timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
                                  deadline=options.metadata_deadline)
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:

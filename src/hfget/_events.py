@@ -104,6 +104,15 @@ class MetadataRetried:
 
 
 @dataclass(frozen=True, slots=True)
+class FirstByteAwaited:
+    """A request for a file's body has had no answer for `seconds` (a caching proxy may be fetching it first)."""
+
+    path: str
+    host: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class FileDone:
     path: str
     size: int
@@ -127,7 +136,7 @@ class DownloadFinished:
 
 
 Event = (RevisionResolved | DownloadPlanned | FileStarted | FileRetried | MirrorSwitched | MetadataRetried
-         | HostLimited | MirrorStale | FileDone | FileFailed | DownloadFinished)
+         | HostLimited | MirrorStale | FirstByteAwaited | FileDone | FileFailed | DownloadFinished)
 
 
 class Sink(Protocol):

@@ -8,6 +8,13 @@
 - Statuses are sorted once, here: transient (`Transient`, retried from the bytes on disk by the caller; its
   `blame` is the evidence it adds against the endpoint, see _mirrors.py), a refusal by the endpoint (`AuthError`,
   the run stops), or final for this file (`FileDownloadError`).
+- Only http(s) redirects are followed (a `file:` or `ftp:` Location fails the file at once), and on the endpoint's
+  origin they stay under its path prefix. No `Referer` is sent (httpx2 sends none).
+- Two limits on waiting: the answer must begin within the first-byte timeout (a caching proxy may fetch the whole
+  file first; a wait past a few seconds is reported as `FirstByteAwaited`), then each read of the body within the
+  stall timeout.
+- A host that caps connections per client is kept to what it accepts (_hosts.py): a refusal that comes while
+  the run holds other connections to it is `Transient` with `capped`, retried at no cost to the file.
 - Replies are checked before a byte is written (house style, habit 4): a 206 must start where asked and end
   within the range, a 200 must carry the listed size. httpx2's transport errors become `Transient` here.
 """
@@ -16,26 +23,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import httpx2
 
 from ._errors import AuthError, FileDownloadError
-from ._hosts import HostSlots
+from ._events import HostLimited, Sink
+from ._hosts import HostSlots, SlotStream
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network, certificate_error, untrusted_certificate
+from ._repo import keep_prefix
 from ._retry import is_transient_status
 from ._version import __version__
+from ._waiting import FirstByteWatch
+
+if TYPE_CHECKING:
+    from ._options import Options
 
 MAX_REDIRECTS = 10
 CONNECT_TIMEOUT = 10.0
+WAITING_REPORTED_AFTER = 5.0  # seconds without an answer (or the stall timeout, if shorter) before it is reported
 
 
 class Transient(Exception):
     """Worth another attempt from the bytes on disk (reset, truncated body, 5xx, 429, stall, expired link).
 
     `blame`: evidence against the endpoint in use (see _mirrors.py); `missing`: a 404 for a listed file, final
-    unless another mirror has it."""
+    unless another mirror has it; `capped`: a host's connection cap (see _hosts.py), retried at no cost."""
 
     def __init__(self, message: str, *, received: int = 0, status: int | None = None,
                  headers: Mapping[str, str] | None = None, blame: int = 0, missing: bool = False,
@@ -61,13 +77,15 @@ class Link:
         self.location = self.endpoint = None
 
 
-def make_client(*, connections: int, stall_timeout: float) -> httpx2.Client:
+def make_client(*, connections: int, stall_timeout: float, network: Network) -> httpx2.Client:
     return httpx2.Client(
         limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections),
-        # read: the stall watchdog, the longest wait for the next byte of a body
+        # read: the stall watchdog, the longest wait for the next byte of a body (the wait for the answer to
+        # begin has its own limit, set per request: Exchange._send)
         timeout=httpx2.Timeout(connect=CONNECT_TIMEOUT, read=stall_timeout, write=stall_timeout, pool=None),
         follow_redirects=False,
         headers={"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"},
+        **network.client_arguments(),
     )
 
 
@@ -78,12 +96,31 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 class Exchange:
     def __init__(self, client: httpx2.Client, mirrors: Mirrors, token: str | None,
-                 resolve_url: Callable[[RemoteFile, str], str], slots: HostSlots | None = None) -> None:
+                 resolve_url: Callable[[RemoteFile, str], str], *, first_byte_timeout: float = 300.0,
+                 watch: FirstByteWatch | None = None, slots: HostSlots | None = None) -> None:
         self.slots = slots
         self.client = client
         self.mirrors = mirrors
         self.token = token
         self.resolve_url = resolve_url
+        self.first_byte_timeout = first_byte_timeout
+        self.watch = watch or FirstByteWatch(None, after=float("inf"))
+
+    @classmethod
+    def start(cls, options: Options, mirrors: Mirrors, token: str | None,
+              resolve_url: Callable[[RemoteFile, str], str], sink: Sink) -> Exchange:
+        """The exchange of a run: its client (with the run's proxy and trust) and its first-byte watch."""
+        network = Network.from_options(options)
+        client = make_client(connections=options.max_connections, stall_timeout=options.stall_timeout,
+                             network=network)
+        watch = FirstByteWatch(sink, after=min(options.stall_timeout, WAITING_REPORTED_AFTER))
+        slots = HostSlots(options.max_connections, on_capped=lambda host, n: sink.handle(HostLimited(host, n)))
+        return cls(client, mirrors, token, resolve_url, first_byte_timeout=options.first_byte_wait("file"),
+                   watch=watch, slots=slots)
+
+    def close(self) -> None:
+        self.watch.close()
+        self.client.close()
 
     def open(self, file: RemoteFile, link: Link, range_header: str | None) -> httpx2.Response:
         """GET the file (with Range), following redirects; raise unless the answer is a 200 or a 206."""
@@ -92,13 +129,13 @@ class Exchange:
         url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
             for _ in range(MAX_REDIRECTS):
-                response = self._send(url, range_header, with_token=origin(url) == home)
+                response = self._send(file, url, range_header, with_token=origin(url) == home)
                 if response.status_code >= 400:
                     self._release_refused(response)  # a cap raises here; other errors are sorted below
                 location = response.headers.get("Location")
                 if response.is_redirect and location:
                     response.close()
-                    url = urljoin(url, location)
+                    url = _follow(file, url, location, endpoint)
                     if origin(url) != home:
                         link.location, link.endpoint = url, endpoint  # the CDN: reused for the other ranges
                     continue
@@ -107,6 +144,9 @@ class Exchange:
                 self.mirrors.answered()
                 return response
         except httpx2.TransportError as error:
+            failure = untrusted_certificate(error)
+            if failure is not None:
+                raise certificate_error(failure, urlsplit(url).hostname or url) from None
             raise _from(endpoint, from_transport(error, 0)) from None
         except (ValueError, httpx2.InvalidURL) as error:  # a Location that is not a URL
             raise _from(endpoint, Transient(f"a redirect to an unusable address ({error})", blame=1)) from None
@@ -114,38 +154,73 @@ class Exchange:
             raise _from(endpoint, error) from None
         raise FileDownloadError(file.path, f"{file.path}: too many redirects (more than {MAX_REDIRECTS}).")
 
-    def _send(self, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
-        """Send when the host has a connection slot for it; the slot is held until the response is closed."""
+    def _send(self, file: RemoteFile, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
+        """Send when the host has a connection slot for it (held until the response is closed), waiting at most
+        the first-byte timeout for the answer to begin."""
         headers = {"Range": range_header} if range_header else {}
         if with_token and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        host = urlsplit(url).netloc
-        if self.slots is not None and not self.slots.acquire(host):
-            raise Transient(f"{host} allows no more connections now", capped=True)
-        try:
-            response = self.client.send(self.client.build_request("GET", url, headers=headers), stream=True)
-        except httpx2.TransportError as error:
-            if self.slots is not None:
-                capped = self.slots.refused(host) and not isinstance(error, httpx2.TimeoutException)
-                self.slots.release(host)
-                if capped:
-                    raise Transient(f"{host} refused a connection ({type(error).__name__})", capped=True) from None
-            raise
+        request = self.client.build_request("GET", url, headers=headers)
+        timeouts = request.extensions["timeout"]
+        stall, timeouts["read"] = timeouts["read"], self.first_byte_timeout
+        host, slot = request.url.host, request.url.netloc.decode("ascii")
+        if self.slots is not None and not self.slots.acquire(slot):
+            raise Transient(f"{slot} allows no more connections now", capped=True)
+        with self.watch.waiting(file.path, host):
+            try:
+                response = self.client.send(request, stream=True)
+            except httpx2.TransportError as error:
+                self._refused(slot, error)
+                if isinstance(error, httpx2.ReadTimeout):
+                    raise Transient(f"no answer from {host} within the --first-byte-timeout "
+                                    f"({self.first_byte_timeout:g} s)", blame=2) from None
+                raise
         if self.slots is not None:
             slots, answered = self.slots, response.status_code < 400
             if answered:
-                slots.answered(host)
-            response.stream = _SlotStream(response.stream, lambda: slots.release(host, answered=answered))
+                slots.answered(slot)
+            response.stream = SlotStream(response.stream, lambda: slots.release(slot, answered=answered))
+        # The body's reads wait at most the stall timeout: httpcore2 reads this same `timeout` extension when the
+        # body is first read, after the headers came (test_network.py's slow-first-byte test shows both limits).
+        timeouts["read"] = stall
         return response
+
+
+    def _refused(self, slot: str, error: httpx2.TransportError) -> None:
+        """A connection refused or reset while the run held others to the host: a cap (raises), else nothing."""
+        if self.slots is None:
+            return
+        capped = self.slots.refused(slot) and not isinstance(error, httpx2.TimeoutException)
+        self.slots.release(slot)
+        if capped:
+            raise Transient(f"{slot} refused a connection ({type(error).__name__})", capped=True) from None
 
     def _release_refused(self, response: httpx2.Response) -> None:
         """A 503 or 429 that came while this run held other connections to the host: a cap, not a failure."""
         if self.slots is None or response.status_code not in (429, 503):
             return
-        if self.slots.refused(urlsplit(str(response.url)).netloc):
+        if self.slots.refused(response.url.netloc.decode("ascii")):
             response.close()
             raise Transient(f"HTTP {response.status_code} from {response.url.host} (connection limit)",
                             status=response.status_code, capped=True)
+
+
+def _from(endpoint: str, error: Transient) -> Transient:
+    if error.endpoint is None:
+        error.endpoint = endpoint
+    return error
+
+
+def _follow(file: RemoteFile, url: str, location: str, endpoint: str) -> str:
+    """Where a redirect sends the request: http(s) only (never `file:`, `ftp:` and the like), and on the endpoint's
+    own origin kept under its path prefix (a reverse proxy at /prefix that passes `Location: /api/...` on)."""
+    target = urljoin(url, location)
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https"):
+        shown = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        raise FileDownloadError(file.path, f"{file.path}: {urlsplit(url).hostname} redirected it to {shown}, "
+                                "which is not http(s); not followed.")
+    return keep_prefix(endpoint, target)
 
 
 def _status_error(response: httpx2.Response, file: RemoteFile, link: Link, *, on_endpoint: bool) -> Exception:
@@ -200,12 +275,6 @@ def _fits(content_range: str, size: int, offset: int, end: int | None) -> bool:
             and (end is None or (last.isdigit() and int(last) < end)))
 
 
-def _from(endpoint: str, error: Transient) -> Transient:
-    if error.endpoint is None:
-        error.endpoint = endpoint
-    return error
-
-
 def from_transport(error: Exception, received: int) -> Transient:
     """httpx2's transport errors, weighed as evidence against the endpoint (connect and stall weigh most)."""
     name = type(error).__name__
@@ -222,23 +291,3 @@ def chunks(response: httpx2.Response) -> Iterator[bytes]:
         yield from response.iter_raw()
     except httpx2.TransportError as error:
         raise from_transport(error, 0) from None
-
-
-class _SlotStream(httpx2.SyncByteStream):
-    """A response body that gives its host's connection slot back when it is closed (once)."""
-
-    def __init__(self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream, release: Callable[[], None]) -> None:
-        assert isinstance(stream, httpx2.SyncByteStream)
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._stream
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import httpx2
 
 PROBE_AFTER = 15.0  # seconds at an allowance without a refusal before trying one connection more
 
@@ -85,3 +87,23 @@ class HostSlots:
         if state.capped_at and state.allowed < self.maximum and time.monotonic() - state.capped_at >= PROBE_AFTER:
             state.allowed += 1
             state.capped_at = time.monotonic()
+
+
+class SlotStream(httpx2.SyncByteStream):
+    """A response body that gives its host's connection slot back when it is closed (once)."""
+
+    def __init__(self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream, release: Callable[[], None]) -> None:
+        assert isinstance(stream, httpx2.SyncByteStream)
+        self._stream = stream
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()

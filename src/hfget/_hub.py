@@ -1,17 +1,19 @@
 """The Hub's metadata: a revision resolved to a commit, and the commit's full file listing.
 
-Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). Four things the
-official client does not do are added around it (event hooks on its session), scoped to hfget's own calls by a
-context variable:
-- a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there) is sent to the
-  endpoint in use instead, so the listing and the token stay on the mirror;
-- metadata requests get a timeout (huggingface_hub's session has none), so a silent endpoint fails instead of
-  hanging;
+Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). What the official
+client does not do is added around it (event hooks on its session), scoped to hfget's own calls by a context
+variable:
+- a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there), or the endpoint's
+  host without the endpoint's path prefix (`https://host/artifactory/api/huggingfaceml/repo`), is sent to the
+  endpoint in use instead, prefix included, so the listing and the token stay on the mirror;
+- metadata requests get a timeout (huggingface_hub's session has none): --first-byte-timeout, else
+  HF_HUB_ETAG_TIMEOUT, else the default, so a silent endpoint fails instead of hanging;
 - huggingface_hub's agent-registry lookup (`/api/agent-harnesses`, made while building its User-Agent) is
   refused before it leaves: it is a round trip per run that a download does not need, and it would go to
   HF_ENDPOINT or huggingface.co even when a mirror is in use. huggingface_hub treats it as unavailable;
 - every answer is bounded (README, "Bounded"): asked uncompressed, read within a deadline and a size, a listing's
   pages may not repeat or run on for ever.
+The proxy and the CA bundle reach huggingface_hub's session through _network.py's `use_for_metadata`.
 Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else, narrowly: what the
 network raised, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as it
 is, so a bug never looks like a bad mirror (and never triggers fail-over).
@@ -22,12 +24,12 @@ is, so a bug never looks like a bad mirror (and never triggers fail-over).
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx2
 
@@ -41,18 +43,16 @@ from ._errors import (
     RevisionNotFoundError,
 )
 from ._events import MetadataRetried, Sink
+from ._listing import check_listing, remote_file
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network, certificate_error, untrusted_certificate, use_for_metadata
+from ._options import mask_url
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
 
 T = TypeVar("T")
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_HEX = re.compile(r"[0-9a-fA-F]{40}")  # a git blob sha1: it names a blob and a partial file in the cache
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
 
 MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
 MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded
@@ -81,12 +81,18 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
     scope = _SCOPE.get()
     if scope is None:
         return
-    if request.url.path == "/api/agent-harnesses":
-        raise _NotSent("hfget does not fetch the agent registry")
     request.headers["Accept-Encoding"] = "identity"
     target = scope.endpoint
-    if (request.url.scheme, request.url.host, request.url.port) != (target.scheme, target.host, target.port):
-        request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
+    prefix = target.raw_path.rstrip(b"/")
+    if request.url.raw_path.removeprefix(prefix).startswith(b"/api/agent-harnesses"):
+        raise _NotSent("hfget does not fetch the agent registry")
+    here = (request.url.scheme, request.url.host, request.url.port)
+    if here != (target.scheme, target.host, target.port) or not _under(request.url.raw_path, prefix):
+        # a next-page link naming another host (hf-mirror's name huggingface.co), or the endpoint's host without
+        # its path prefix (a reverse proxy at /prefix that passes the Hub's links on): the endpoint in use, whole
+        raw_path = request.url.raw_path
+        request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
+                                            raw_path=raw_path if _under(raw_path, prefix) else prefix + raw_path)
         request.headers["Host"] = request.url.netloc.decode("ascii")
     timeout = request.extensions.get("timeout") or {}
     if timeout.get("connect") is None:
@@ -124,6 +130,10 @@ def _scoped_response_hook(response: httpx2.Response) -> None:
     response.stream = _BoundedAnswer(response.stream, scope.deadline, decoder)
 
 
+def _under(raw_path: bytes, prefix: bytes) -> bool:
+    return not prefix or raw_path == prefix or raw_path.startswith(prefix + b"/")
+
+
 @contextlib.contextmanager
 def _scoped(endpoint: str, timeout: float, deadline: float = 120.0) -> Iterator[None]:
     from huggingface_hub import get_session
@@ -153,13 +163,14 @@ class Metadata:
     """Revision lookups and listings on the endpoint in use, failing over to the next mirror."""
 
     def __init__(self, mirrors: Mirrors, token: str | None, *, policy: RetryPolicy, sink: Sink,
-                 timeout: float = 30.0, deadline: float = 120.0) -> None:
+                 timeout: float = 300.0, network: Network | None = None, deadline: float = 120.0) -> None:
         self.deadline = deadline
         self.mirrors = mirrors
         self.token = token
         self.policy = policy
         self.sink = sink
-        self.timeout = timeout
+        self.timeout = timeout  # for the answer to begin (and for each read of it)
+        self.network = network or Network()
         self._apis: dict[str, Any] = {}
         self._served: list[Served] = []
         self.unreachable: dict[str, str] = {}  # endpoint -> why, from the last resolve_everywhere
@@ -215,6 +226,8 @@ class Metadata:
         if endpoint not in self._apis:
             from huggingface_hub import HfApi
 
+            use_for_metadata(self.network)
+
             self._apis[endpoint] = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
                                          library_version=__version__)
         return self._apis[endpoint]
@@ -225,7 +238,8 @@ class Metadata:
     def lookup(self, repo: Repo, revision: str, endpoint: str) -> Served:
         """What `endpoint` serves for the revision: its commit and that commit's date (one request)."""
         api = self._hf_api(endpoint)
-        with _translated(repo, revision, endpoint), _scoped(endpoint, self.timeout, self.deadline):
+        with _translated(repo, revision, endpoint, self.network.proxy), \
+                _scoped(endpoint, self.timeout, self.deadline):
             info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
                 repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
         if not info.sha:
@@ -237,10 +251,10 @@ class Metadata:
         from huggingface_hub.hf_api import RepoFile
 
         api, endpoint = self._hf_api(), self.mirrors.current
-        with _translated(repo, commit, endpoint), _scoped(endpoint, self.timeout, self.deadline):
+        with _translated(repo, commit, endpoint, self.network.proxy), _scoped(endpoint, self.timeout, self.deadline):
             entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
                 repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
-        files = [_remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
+        files = [remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
         return check_listing(files, repo)
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
@@ -254,6 +268,8 @@ class Metadata:
             try:
                 return call()
             except (httpx2.TransportError, HfHubHTTPError) as error:
+                if untrusted_certificate(error) is not None:
+                    raise
                 status = _status(error)
                 refused = isinstance(error, httpx2.ConnectError)
                 transient = is_transient_status(status) or (status is None and isinstance(error, httpx2.TransportError))
@@ -265,37 +281,33 @@ class Metadata:
                 time.sleep(delay)
 
 
-def _remote_file(entry: Any, repo: Repo) -> RemoteFile:
-    if not isinstance(entry.size, int) or not isinstance(entry.blob_id, str):
-        raise NetworkError(f"The listing of {repo} gives {entry.path!r} no usable size or blob id.",
-                           hint="The endpoint may be broken: use another --mirror.")
-    return RemoteFile(path=entry.path, size=entry.size, blob_id=entry.blob_id,
-                      lfs_sha256=entry.lfs.sha256 if entry.lfs is not None else None,
-                      xet_hash=getattr(entry, "xet_hash", None))
-
-
 @contextlib.contextmanager
-def _translated(repo: Repo, revision: str, endpoint: str) -> Iterator[None]:
+def _translated(repo: Repo, revision: str, endpoint: str, proxy: str | None) -> Iterator[None]:
     try:
         yield
     except HfgetError:
         raise
     except Exception as error:
-        translated = translate_error(error, repo=repo, revision=revision, endpoint=endpoint)
+        translated = translate_error(error, repo=repo, revision=revision, endpoint=endpoint, proxy=proxy)
         if translated is None:
             raise
         raise translated from error
 
 
-def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError | None:
+def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str,
+                    proxy: str | None = None) -> HfgetError | None:
     """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
     from huggingface_hub import errors as hf_errors
 
+    if proxy is not None and (_status(error) == 407 or isinstance(error, httpx2.TransportError)):
+        return _proxy_error(error, endpoint, mask_url(proxy))
     if isinstance(error, hf_errors.HfHubHTTPError):
         return _http_error(error, repo=repo, revision=revision, endpoint=endpoint)
     if isinstance(error, hf_errors.OfflineModeIsEnabled):
         return NetworkError(f"HF_HUB_OFFLINE is set and {repo}@{revision} is not in the cache.",
                             hint="Unset HF_HUB_OFFLINE to download it.")
+    if (failure := untrusted_certificate(error)) is not None:
+        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
     if isinstance(error, httpx2.TimeoutException):
         return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
                             hint="Try again, or use another --mirror.")
@@ -315,6 +327,17 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
         return NetworkError(f"{endpoint} sent an answer hfget cannot read for {repo}@{revision}: {error}.",
                             hint="The endpoint may be broken: use another --mirror.")
     return None
+
+
+def _proxy_error(error: Exception, endpoint: str, proxy: str) -> HfgetError:
+    """A failure on the way through the proxy: named as the proxy's (its credentials never shown)."""
+    if (failure := untrusted_certificate(error)) is not None:
+        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
+    if _status(error) == 407 or "username/password" in str(error).lower():
+        return NetworkError(f"The proxy {proxy} refused the credentials (or asked for some) on the way to {endpoint}.",
+                            hint="Give them in --proxy as scheme://user:password@host:port.")
+    return NetworkError(f"Cannot reach {endpoint} through the proxy {proxy}: {_reason(error)}.",
+                        hint="Check --proxy (or HFGET_PROXY, the proxy setting), and that the proxy is up.")
 
 
 def _http_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError:
@@ -369,31 +392,6 @@ def _status(error: Exception) -> int | None:
 def _reason(error: Exception) -> str:
     text = str(error) or type(error).__name__
     return text.splitlines()[0]
-
-
-def check_listing(files: list[RemoteFile], repo: Repo) -> list[RemoteFile]:
-    """Refuse listings that would write outside the target or twice to one place (a mirror is a third party)."""
-    seen: set[str] = set()
-    for file in files:
-        if not _HEX.fullmatch(file.blob_id) or (file.lfs_sha256 is not None and not _SHA256.fullmatch(file.lfs_sha256)):
-            raise NetworkError(f"The listing of {repo} gives {file.path!r} an id that is not a hash; nothing was "
-                               "written.", hint="The endpoint may be compromised or broken: use another --mirror.")
-        if not is_safe_path(file.path):
-            raise NetworkError(f"The listing of {repo} names an unsafe path: {file.path!r}; nothing was written.",
-                               hint="The endpoint may be compromised or broken: use another --mirror.")
-        if file.path in seen:
-            raise NetworkError(f"The listing of {repo} names {file.path!r} twice; nothing was written.",
-                               hint="The endpoint may be broken: use another --mirror.")
-        if file.size < 0:
-            raise NetworkError(f"The listing of {repo} gives {file.path!r} a negative size.")
-        seen.add(file.path)
-    return files
-
-
-def is_safe_path(path: str) -> bool:
-    if not path or path.startswith("/") or "\\" in path or "\0" in path or _DRIVE.match(path):
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 class _BoundedAnswer(httpx2.SyncByteStream):

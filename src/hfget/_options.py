@@ -13,7 +13,10 @@ Each source is validated on its own before they are merged, so an error names wh
 the sources are read here rather than through pydantic-settings, which merges first and validates after.
 
 The Hub's own variables keep their meaning and are read where huggingface_hub reads them: HF_ENDPOINT,
-HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_HUB_DISABLE_SYMLINKS, HF_HUB_DISABLE_PROGRESS_BARS.
+HF_TOKEN, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_HUB_DISABLE_SYMLINKS, HF_HUB_DISABLE_PROGRESS_BARS, and
+HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT when `first_byte_timeout` is not set. Without `proxy`, the usual
+HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY apply; without `ca_bundle`, SSL_CERT_FILE, REQUESTS_CA_BUNDLE and
+CURL_CA_BUNDLE (see _network.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ._errors import UsageError
 
@@ -54,6 +57,31 @@ def _names(value: Any) -> Any:
     return value
 
 
+def _proxy_url(value: str | None) -> str | None:
+    """`http://`, `https://`, `socks5://` or `socks5h://`, with a host (and optionally `user:password@`)."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise ValueError(f"not a proxy URL: {mask_url(value)!r} (use {', '.join(s + '://' for s in PROXY_SCHEMES)} "
+                         "followed by host:port)")
+    return value.strip()
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any `user:password@` replaced by `***@`: what may be printed of a proxy."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 class Options(BaseModel):
     """How a run fetches. Frozen; build it with `Options.build`."""
 
@@ -68,6 +96,9 @@ class Options(BaseModel):
     retries: int = Field(5, ge=0, le=100, description="transient failures in a row per file")
     stall_timeout: float = Field(30.0, gt=0, description="seconds without a byte before a connection is dropped")
     metadata_deadline: float = Field(120.0, gt=0, description="seconds for one whole metadata answer")
+    first_byte_timeout: float = Field(300.0, gt=0, description="seconds to wait for an answer to begin")
+    proxy: Annotated[str | None, AfterValidator(_proxy_url)] = Field(None, repr=False)
+    ca_bundle: Path | None = None
     # the run only: explicit values
     endpoint: str | None = None
     token: str | None = Field(None, repr=False)
@@ -86,6 +117,24 @@ class Options(BaseModel):
     def files_in_flight(self) -> int:
         return min(self.jobs, self.max_connections)
 
+    def first_byte_wait(self, kind: Literal["file", "metadata"]) -> float:
+        """Seconds to wait for an answer to begin: `first_byte_timeout` when it was set anywhere, else
+        huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT (files) or HF_HUB_ETAG_TIMEOUT (metadata) when set, else the
+        default. Their own default (10 s) is not taken: a caching proxy may fetch a whole file before it answers."""
+        if self.origins.get("first_byte_timeout", "default") != "default":
+            return self.first_byte_timeout
+        variable = "HF_HUB_DOWNLOAD_TIMEOUT" if kind == "file" else "HF_HUB_ETAG_TIMEOUT"
+        raw = os.environ.get(variable)
+        if not raw:
+            return self.first_byte_timeout
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            raise UsageError(f"Bad setting {variable}: not a number of seconds above 0 (got {raw!r}).")
+        return seconds
+
     @classmethod
     def build(cls, given: Mapping[str, Any] | None = None, *, caller: Caller = "argument") -> Options:
         """The options of a run: `given` holds what the caller set explicitly (None means "not set")."""
@@ -103,7 +152,7 @@ class Options(BaseModel):
 
 
 SETTINGS = ("mirror", "jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout",
-            "metadata_deadline")
+            "metadata_deadline", "first_byte_timeout", "proxy", "ca_bundle")
 
 
 def _label(name: str, caller: Caller) -> str:
@@ -120,6 +169,8 @@ def _validate(values: dict[str, Any], label: Any) -> None:
         name = str(first["loc"][0]) if first["loc"] else "?"
         message = str(first["msg"]).removeprefix("Value error, ")
         shown = first.get("input")
+        if name == "proxy" and isinstance(shown, str):
+            shown = mask_url(shown)  # a proxy's credentials are never printed
         raise UsageError(f"Bad setting {label(name)}: {message[:1].lower()}{message[1:]} (got {shown!r}).",
                          hint=_fix_hint(label(name))) from None
 
@@ -194,7 +245,7 @@ def describe(options: Options) -> list[tuple[str, str, str]]:
             origin = f"from config file {config_path()}"
         elif origin == "explicit":
             origin = "from the command line"
-        rows.append((name, _text(value), origin))
+        rows.append((name, mask_url(value) if name == "proxy" and value else _text(value), origin))
     return rows
 
 

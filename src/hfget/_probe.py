@@ -18,6 +18,7 @@ from ._events import NullSink
 from ._hub import Metadata
 from ._mirrors import Mirrors
 from ._models import RemoteFile
+from ._network import Network
 from ._repo import Repo, resolve_url
 from ._retry import RetryPolicy
 
@@ -68,7 +69,8 @@ def _ping(endpoint: str, options: Options) -> float:
     from ._exchange import make_client
     from ._hub import translate_error
 
-    with make_client(connections=1, stall_timeout=options.stall_timeout) as client:
+    with make_client(connections=1, stall_timeout=options.stall_timeout,
+                     network=Network.from_options(options)) as client:
         started = time.monotonic()
         try:
             client.get(endpoint + "/").close()
@@ -80,7 +82,9 @@ def _ping(endpoint: str, options: Options) -> float:
 
 def _probe_repo(endpoint: str, repo: Repo, revision: str, options: Options, token: str | None) -> MirrorReport:
     mirrors = Mirrors([endpoint], on_switch=lambda *_: None)
-    metadata = Metadata(mirrors, token, policy=RetryPolicy(0), sink=NullSink())
+    metadata = Metadata(mirrors, token, policy=RetryPolicy(0), sink=NullSink(),
+                        timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
+                        deadline=options.metadata_deadline)
     started = time.monotonic()
     served = metadata.lookup(repo, revision, endpoint)
     latency = time.monotonic() - started
@@ -96,7 +100,8 @@ def _sample(endpoint: str, repo: Repo, commit: str, files: list[RemoteFile], mir
     largest = max(files, key=lambda f: f.size)
     if largest.size == 0:
         return None
-    with make_client(connections=1, stall_timeout=options.stall_timeout) as client:
+    with make_client(connections=1, stall_timeout=options.stall_timeout,
+                     network=Network.from_options(options)) as client:
         exchange = Exchange(client, mirrors, token, lambda f, e: resolve_url(e, repo, commit, f.path))
         started, received = time.monotonic(), 0
         try:

@@ -117,3 +117,14 @@ def _parse_uri(text: str) -> RepoSpec:
 def resolve_url(endpoint: str, repo: Repo, revision: str, path: str) -> str:
     """The resolve URL of a file (hub-protocol.md §1): revision quoted whole, path keeps its `/`."""
     return f"{endpoint}/{repo.url_prefix}{repo.repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+
+
+def keep_prefix(endpoint: str, url: str) -> str:
+    """`url` on the endpoint's origin but outside its path prefix (`https://host/prefix`), moved under it:
+    `https://host/api/x` -> `https://host/prefix/api/x`. Anything else is returned as it is."""
+    base, target = urlsplit(endpoint), urlsplit(url)
+    prefix = base.path.rstrip("/")
+    same_origin = (base.scheme, base.netloc.lower()) == (target.scheme, target.netloc.lower())
+    if not prefix or not same_origin or target.path == prefix or target.path.startswith(prefix + "/"):
+        return url
+    return target._replace(path=prefix + target.path).geturl()

@@ -6,6 +6,7 @@ Each line of `hfget REPO --json` is one object whose `event` field names its mod
     file_started    a file's first request is going out; `resumed_from` bytes were already on disk
     file_done       a file is verified and in place; `fetched` bytes came over the network for it
     retry           a transient failure; hfget tries again (`path` is null for metadata requests)
+    waiting         a file's request has had no answer for a while (a caching proxy may be fetching it first)
     mirror_switched the rest of the run moved to the next mirror
     mirror_stale    a mirror serves an older commit of the revision than another: not used for this run
     error           a file failed (`path` set), or the run stopped (`path` null, `exit_code` set)
@@ -81,6 +82,13 @@ class RetryEvent(_Event):
     reason: str = Field(description="What failed and when hfget tries again.")
 
 
+class WaitingEvent(_Event):
+    event: Literal["waiting"] = "waiting"
+    path: str = Field(description="The file whose answer has not begun.")
+    host: str = Field(description="The host asked.")
+    seconds: float = Field(description="How long it has waited so far (reported once per request).")
+
+
 class MirrorSwitchedEvent(_Event):
     event: Literal["mirror_switched"] = "mirror_switched"
     previous: str = Field(description="The endpoint left.")
@@ -145,8 +153,8 @@ class VerifyEvent(_Event):
     files: list[FileCheckResult]
 
 
-MODELS: tuple[type[_Event], ...] = (PlanEvent, FileStartedEvent, FileDoneEvent, RetryEvent, MirrorSwitchedEvent,
-                                    MirrorStaleEvent, ErrorEvent, SummaryEvent, VerifyEvent)
+MODELS: tuple[type[_Event], ...] = (PlanEvent, FileStartedEvent, FileDoneEvent, RetryEvent, WaitingEvent,
+                                    MirrorSwitchedEvent, MirrorStaleEvent, ErrorEvent, SummaryEvent, VerifyEvent)
 
 
 def json_schema() -> dict[str, Any]:

@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING
 from . import _large, _ownership, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
-from ._events import FileRetried, HostLimited, Sink
-from ._exchange import Exchange, Transient, make_client
-from ._hosts import HostSlots
+from ._events import FileRetried, Sink
+from ._exchange import Exchange, Transient
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._ownership import BlobLocks, Claim
@@ -47,8 +46,6 @@ from ._task import Cancelled, State, Task
 from ._verify import PrefixHasher
 
 if TYPE_CHECKING:
-    import httpx2
-
     from ._options import Options
 
 MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; files under twice this are "small"
@@ -105,10 +102,8 @@ class Transfers:
         tasks = [self._task(file) for file in files]
         workers = min(self.options.max_connections,
                       sum(self.options.connections_per_file if t.large else 1 for t in tasks))
-        client = make_client(connections=self.options.max_connections, stall_timeout=self.options.stall_timeout)
-        slots = HostSlots(self.options.max_connections,
-                          on_capped=lambda host, n: self.sink.handle(HostLimited(host, n)))
-        self.exchange = Exchange(client, self.mirrors, self.token, self.destination.resolve_url, slots)
+        self.exchange = Exchange.start(self.options, self.mirrors, self.token, self.destination.resolve_url,
+                                       self.sink)
         lock_path = self.destination.lock_path
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
         self.scheduler.add(tasks)
@@ -119,7 +114,7 @@ class Transfers:
         try:
             return self._collect(len(tasks))
         finally:
-            self._stop(threads, client)
+            self._stop(threads)
 
     def _task(self, file: RemoteFile) -> Task:
         large = file.size >= 2 * MIN_SPLIT and self.options.connections_per_file > 1
@@ -145,14 +140,14 @@ class Transfers:
             except queue.Empty:
                 continue
 
-    def _stop(self, threads: list[threading.Thread], client: httpx2.Client) -> None:
+    def _stop(self, threads: list[threading.Thread]) -> None:
         self.cancel.set()
         self.scheduler.wake()
         self.hasher.stop()
         deadline = time.monotonic() + 0.5  # Ctrl-C must stop within a second; a thread stuck in a read is a daemon
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        client.close()
+        self.exchange.close()
         for task in self.scheduler.unfinished():  # save what is known, hand the partials to the next run
             self.save_state(task)
             _large.close(task)

@@ -62,6 +62,12 @@ TokenOpt = Annotated[Optional[str], typer.Option(
     show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Newline-delimited JSON events on stdout (see hfget._schema).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+ProxyOpt = Annotated[Optional[str], typer.Option(
+    "--proxy", metavar="URL", help="http://, https://, socks5:// or socks5h:// proxy (user:password@ allowed) for "
+    "every request [default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY with NO_PROXY].", show_default=False)]
+CaBundleOpt = Annotated[Optional[Path], typer.Option(
+    "--ca-bundle", metavar="FILE", help="Trust the CAs in this PEM file [default: SSL_CERT_FILE, REQUESTS_CA_BUNDLE, "
+    "CURL_CA_BUNDLE, else the system's].", show_default=False)]
 QuantOpt = Annotated[Optional[str], typer.Option(
     "--quant", metavar="LABEL", help="Only the GGUF files of this quantisation, e.g. Q4_K_M (shards included).")]
 
@@ -82,13 +88,16 @@ class Selection:
     local_dir: Path | None = None
     token: str | None = field(default=None, repr=False)
     quant: str | None = None
+    proxy: str | None = field(default=None, repr=False)
+    ca_bundle: Path | None = None
 
     def options(self, **flags: Any) -> Options:
         """The run's options: these flags and `flags` over HFGET_*, the config file and the defaults."""
         from .._options import Options
 
         return Options.build({"mirror": self.mirror or None, "endpoint": self.endpoint, "cache_dir": self.cache_dir,
-                              "local_dir": self.local_dir, "token": self.token, **flags}, caller="flag")
+                              "local_dir": self.local_dir, "token": self.token, "proxy": self.proxy,
+                              "ca_bundle": self.ca_bundle, **flags}, caller="flag")
 
     def what(self) -> dict[str, Any]:
         """The engine's selection keywords."""
@@ -103,6 +112,7 @@ _SELECTION_PARAMETERS = [
         ("revision", RevisionOpt, None), ("include", IncludeOpt, None), ("exclude", ExcludeOpt, None),
         ("mirror", MirrorOpt, None), ("endpoint", EndpointOpt, None), ("cache_dir", CacheDirOpt, None),
         ("local_dir", LocalDirOpt, None), ("token", TokenOpt, None), ("quant", QuantOpt, None),
+        ("proxy", ProxyOpt, None), ("ca_bundle", CaBundleOpt, None),
     ]
 ]
 
@@ -181,6 +191,9 @@ def download(
     stall_timeout: Annotated[Optional[float], typer.Option("--stall-timeout", metavar="SECONDS",
                                                            help="Drop and retry a connection that sends no byte "
                                                            "for this long [default: 30].")] = None,
+    first_byte_timeout: Annotated[Optional[float], typer.Option(
+        "--first-byte-timeout", metavar="SECONDS", help="Wait this long for an answer to begin (a caching proxy may "
+        "fetch the file first) [default: 300, or HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT].")] = None,
     no_space_check: Annotated[bool, typer.Option("--no-space-check",
                                                   help="Start even if the free space looks too small.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched; fetch nothing.")] = False,
@@ -196,6 +209,7 @@ def download(
     with _errors_to_exit_codes(debug, sink):
         options = selection.options(jobs=jobs, max_connections=max_connections, connections=connections,
                                     limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
+                                    first_byte_timeout=first_byte_timeout,
                                     space_check=not no_space_check)
         result = run_download(selection.repo, selection.files, options, _quiet_or(sink, json_output) if dry_run
                               else sink, dry_run=dry_run, **selection.what())
@@ -270,6 +284,8 @@ def sync_manifest(
     endpoint: EndpointOpt = None,
     cache_dir: CacheDirOpt = None,
     token: TokenOpt = None,
+    proxy: ProxyOpt = None,
+    ca_bundle: CaBundleOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -282,7 +298,7 @@ def sync_manifest(
     sink: Sink = QuietSink() if quiet else RepoSink()  # several repos at once: lines naming the repo
     with _errors_to_exit_codes(debug, sink):
         options = Options.build({"mirror": mirror or None, "endpoint": endpoint, "cache_dir": cache_dir,
-                                 "token": token}, caller="flag")
+                                 "token": token, "proxy": proxy, "ca_bundle": ca_bundle}, caller="flag")
         results = _sync.sync(manifest, options, frozen=frozen, offline=offline, sink=sink)
     if not show_sync(results, quiet=quiet):
         raise typer.Exit(ExitCode.FAILED)

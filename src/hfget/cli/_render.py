@@ -25,6 +25,7 @@ from .._events import (
     FileFailed,
     FileRetried,
     FileStarted,
+    FirstByteAwaited,
     HostLimited,
     MetadataRetried,
     MirrorStale,
@@ -65,6 +66,8 @@ def describe(event: Event) -> str | None:
                 "not used for this run")
     if isinstance(event, HostLimited):
         return f"{event.host} limits connections: using {event.connections} at a time"
+    if isinstance(event, FirstByteAwaited):
+        return f"waiting for the first byte of {event.path} from {event.host} ({event.seconds:.0f}s so far)"
     if isinstance(event, FileFailed):
         return f"failed {event.message}"
     if isinstance(event, DownloadFinished):
@@ -274,6 +277,8 @@ class JsonSink:
             self.emit(s.RetryEvent(path=None, reason=f"{event.host} limits connections to {event.connections}"))
         elif isinstance(event, MirrorSwitched):
             self.emit(s.MirrorSwitchedEvent.model_validate(event))
+        elif isinstance(event, FirstByteAwaited):
+            self.emit(s.WaitingEvent(path=event.path, host=event.host, seconds=round(event.seconds, 1)))
         elif isinstance(event, FileFailed):
             self._results.setdefault(event.path, {"path": event.path, "size": 0}).update(
                 status="failed", message=event.message)

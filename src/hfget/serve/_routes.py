@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from .._hub import is_safe_path
+from .._listing import is_safe_path
 from .._repo import Repo
 
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space", None: "model"}

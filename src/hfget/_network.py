@@ -1,0 +1,136 @@
+"""How hfget reaches the network: the proxy and the TLS trust, shared by its own client and huggingface_hub's.
+
+    --proxy URL  >  HFGET_PROXY  >  proxy = in the config file  >  HTTPS_PROXY / HTTP_PROXY / ALL_PROXY + NO_PROXY
+    --ca-bundle  >  HFGET_CA_BUNDLE  >  ca_bundle =  >  SSL_CERT_FILE > REQUESTS_CA_BUNDLE > CURL_CA_BUNDLE > system
+
+A proxy that is set (by any of the first three) carries every request, metadata and file bodies, the CDN included;
+without one, httpx2 reads the usual variables itself (`trust_env`), NO_PROXY included. `socks5://` and
+`socks5h://` proxies need the `socksio` package (`pip install hfget[socks]`).
+
+Metadata goes through huggingface_hub's one shared session (`HfApi` takes no client), so when a proxy or a CA bundle
+is set, `use_for_metadata` installs a client factory with them through huggingface_hub's public
+`set_client_factory`: the same client huggingface_hub builds by default, plus the proxy and the trust. That factory
+serves the whole process; a later run without them puts huggingface_hub's default factory back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import ssl
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._compat import hub_default_client_factory, hub_request_event_hook
+from ._errors import NetworkError, UsageError
+from ._options import Options
+
+if TYPE_CHECKING:
+    import httpx2
+
+# SSL_CERT_FILE (and SSL_CERT_DIR) httpx2 reads itself; these two it does not (requests and curl do)
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class Network:
+    """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run."""
+
+    proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
+    ca_bundle: Path | None = None
+    ca_origin: str = "--ca-bundle"
+
+    @classmethod
+    def from_options(cls, options: Options) -> Network:
+        if options.proxy and options.proxy.startswith("socks") and importlib.util.find_spec("socksio") is None:
+            raise UsageError("A socks5:// proxy needs the socksio package.", hint="pip install 'hfget[socks]'")
+        if options.ca_bundle is not None:
+            return cls(options.proxy, options.ca_bundle, _ca_label(options))
+        if os.environ.get("SSL_CERT_FILE"):
+            return cls(options.proxy)  # httpx2's default trust reads it
+        for variable in CA_VARIABLES:
+            value = os.environ.get(variable)
+            if value:
+                return cls(options.proxy, Path(value).expanduser(), variable)
+        return cls(options.proxy)
+
+    @property
+    def is_default(self) -> bool:
+        return self.proxy is None and self.ca_bundle is None
+
+    def client_arguments(self) -> dict[str, Any]:
+        """What an `httpx2.Client` takes for this network: the proxy, and what it verifies certificates with."""
+        return {"proxy": self.proxy, "verify": self.verify(), "trust_env": True}
+
+    def verify(self) -> ssl.SSLContext | bool:
+        if self.ca_bundle is None:
+            return True  # httpx2's default trust (the system's, or SSL_CERT_DIR)
+        return _context(self.ca_bundle, self.ca_origin)
+
+
+_contexts: dict[Path, ssl.SSLContext] = {}
+_lock = threading.RLock()  # held by use_for_metadata while it builds the context
+
+
+def _context(path: Path, origin: str) -> ssl.SSLContext:
+    with _lock:
+        if path not in _contexts:
+            try:
+                _contexts[path] = ssl.create_default_context(cafile=str(path))
+            except (OSError, ssl.SSLError) as error:
+                raise UsageError(f"Cannot use the CA bundle {path} (from {origin}): {error}.",
+                                 hint="Give a PEM file of the certificates to trust.") from None
+        return _contexts[path]
+
+
+def _ca_label(options: Options) -> str:
+    origin = options.origins.get("ca_bundle", "explicit")
+    return {"environment": "HFGET_CA_BUNDLE", "config file": "ca_bundle in the config file"}.get(origin, "--ca-bundle")
+
+
+_installed: Network | None = None
+
+
+def use_for_metadata(network: Network) -> None:
+    """Give huggingface_hub's shared session this network's proxy and trust (see the module's docstring)."""
+    global _installed
+    from huggingface_hub import set_client_factory
+
+    with _lock:
+        if network == _installed or (network.is_default and _installed is None):
+            return
+        if network.is_default:
+            set_client_factory(hub_default_client_factory())
+        else:
+            arguments = network.client_arguments()
+            set_client_factory(lambda: _hub_client(arguments))
+        _installed = None if network.is_default else network
+
+
+def _hub_client(arguments: dict[str, Any]) -> httpx2.Client:
+    """huggingface_hub's default client (its `default_client_factory`), with a proxy and a trust."""
+    import httpx2
+
+    return httpx2.Client(event_hooks={"request": [hub_request_event_hook()]}, follow_redirects=True, timeout=None,
+                         **arguments)
+
+
+def untrusted_certificate(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind a connect error, if that is what it is (httpx2 chains httpcore2's error,
+    which chains the ssl module's)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def certificate_error(failure: ssl.SSLCertVerificationError, host: str) -> NetworkError:
+    reason = failure.verify_message or failure.reason or "verification failed"
+    return NetworkError(f"The TLS certificate of {host} is not trusted ({reason}).",
+                        hint="Pass the CA that signed it with --ca-bundle FILE (or HFGET_CA_BUNDLE, SSL_CERT_FILE).")
