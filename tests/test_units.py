@@ -144,8 +144,10 @@ def test_a_large_file_takes_one_connection_until_range_support_is_proven():
     task = _task("big", large=True)
     assert task.cap(8, 64e6) == 1
     task.ranges = RangeSupport.YES
-    task.speed.per_connection = 1e6  # a capped stream: every connection the budget allows, at once
+    task.speed.per_connection = 1e6  # a capped stream: the connections double each window, up to the budget
     task.connections = 2
+    assert task.cap(8, 64e6) == 4
+    task.connections = 6
     assert task.cap(8, 64e6) == 8
     task.speed.per_connection = 1e9  # the machine is the limit
     assert task.cap(8, 64e6) == 2
@@ -208,3 +210,21 @@ def test_a_version_1_sidecar_is_still_read(tmp_path: Path):
     _resume.state_path(partial).write_text(json.dumps({"version": 1, "size": 1000, "etag": "e" * 64,
                                                        "done": [[0, 300]]}))
     assert _resume.load(partial, listed) == [(0, 300)]
+
+
+def test_file_bodies_are_read_in_large_blocks_on_the_direct_route(hub):
+    """httpcore2 reads 64 KiB at a time unless told otherwise; hfget's own client reads up to 256 KiB (a profiled
+    25% of a fast download), without changing any other client in the process."""
+    import os
+
+    from hfget._exchange import make_client
+    from hfget._network import Network
+
+    hub.create_repo("org/model", {"model.safetensors": os.urandom(8 << 20)})
+    url = f"{hub.url}/org/model/resolve/main/model.safetensors"
+    with make_client(connections=1, stall_timeout=30, network=Network()) as client:
+        with client.stream("GET", url, follow_redirects=True) as response:
+            ours = max(len(chunk) for chunk in response.iter_raw())
+    with httpx2.Client() as plain, plain.stream("GET", url, follow_redirects=True) as response:
+        theirs = max(len(chunk) for chunk in response.iter_raw())
+    assert ours > 64 << 10 >= theirs

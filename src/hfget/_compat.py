@@ -97,3 +97,53 @@ def hub_request_event_hook() -> Callable[[httpx2.Request], Any]:
     from huggingface_hub.utils._http import hf_request_event_hook
 
     return hf_request_event_hook
+
+
+# -- larger reads for file bodies ----------------------------------------------------------------------------------
+#
+# httpcore2 asks its network stream for 64 KiB per read; on a fast link the per-read Python work in h11 and
+# httpcore2 is what bounds a download (profiled: h11's receive buffer is the top frame). A network backend is
+# httpcore2's documented extension point: this one hands out streams whose reads take up to 256 KiB at a time
+# (measured: -25% wall time on a 1 GiB localhost download). It is used for hfget's own file transfers only, and
+# only where no proxy is in the way (proxied routes use httpx2's own transports); nothing of httpx2's or
+# httpcore2's is patched. The transport keeps httpx2's own request/response mapping and only builds its
+# connection pool with this backend: `_pool` is HTTPTransport's private attribute (httpx2 bounded below 3).
+
+READ_SIZE = 256 << 10
+
+
+def fast_transport(*, verify: Any, limits: Any) -> Any:
+    import httpcore2
+    import httpx2
+
+    class BigReads(httpcore2.NetworkStream):
+        def __init__(self, stream: httpcore2.NetworkStream) -> None:
+            self._stream = stream
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._stream.read(max(max_bytes, READ_SIZE), timeout)
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._stream.write(buffer, timeout)
+
+        def close(self) -> None:
+            self._stream.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> httpcore2.NetworkStream:
+            return BigReads(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._stream.get_extra_info(info)
+
+    class Backend(httpcore2.SyncBackend):
+        def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore2.NetworkStream:
+            return BigReads(super().connect_tcp(*args, **kwargs))
+
+    transport = httpx2.HTTPTransport(verify=verify, limits=limits)
+    transport._pool = httpcore2.ConnectionPool(
+        ssl_context=httpx2.create_ssl_context(verify=verify, trust_env=True), max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+        network_backend=Backend(),
+    )
+    return transport
