@@ -125,7 +125,8 @@ class Task:
         """Connections this file may use now: one until a 206 proves that Range works and the first short window
         has measured it; then twice as many each window (up to `per_file`) while each connection runs slower than
         `split_below` (a capped stream: more connections multiply the speed), and no more once they run faster
-        (the machine is the limit: measured, jumping to all at once cost a second on a local 1 GiB run). The ledger never splits a range below its minimum, so a small file takes fewer."""
+        (the machine is the limit: measured, jumping to all at once cost a second on a local 1 GiB run). The
+        ledger never splits a range below its minimum, so a small file takes fewer."""
         if self.ranges is not RangeSupport.YES:
             return 1
         speed = self.speed.per_connection
