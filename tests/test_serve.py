@@ -263,3 +263,27 @@ def test_a_long_tree_is_paginated_with_links_to_serve_itself(hub: Hub, serve):
     server.stop()
     pages = server.log("/api/models/org/many/tree/")
     assert len(pages) == 2 and all(" 200 " in line for line in pages)
+
+
+def test_hf_download_cli_through_serve(hub: Hub, serve, tmp_path: Path):
+    commit = hub.create_repo("org/model", FILES)
+    server = serve()
+    hf = Path(sys.executable).parent / "hf"
+    result = subprocess.run([str(hf), "download", "org/model", "--quiet", "--cache-dir", str(tmp_path / "client")],
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "HF_ENDPOINT": server.url})
+    assert result.returncode == 0, result.stderr
+    _check_snapshot(result.stdout.strip().splitlines()[-1], commit, FILES)
+
+
+def test_datasets_load_dataset_through_serve(hub: Hub, serve, tmp_path: Path):
+    rows = b"".join(b'{"text": "row %d", "label": %d}\n' % (i, i % 2) for i in range(5))
+    hub.create_repo("org/data", {"data/train.jsonl": rows}, repo_type="dataset")
+    server = serve()
+    script = ("from datasets import load_dataset; d = load_dataset('org/data', split='train'); "
+              "print(len(d), d[4]['text'])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "client-home"),
+                                 "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "5 row 4"
