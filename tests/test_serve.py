@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hfget import _resume
+from hfget._models import RemoteFile
 from hub import Fault, Hub
 from serving import ServeProcess, start_serve
 from waiting import finish, wait_until
@@ -287,3 +289,42 @@ def test_datasets_load_dataset_through_serve(hub: Hub, serve, tmp_path: Path):
                                  "HF_DATASETS_CACHE": str(tmp_path / "datasets-cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "5 row 4"
+
+
+def test_hfget_resumes_against_serve_after_kill_9(hub: Hub, serve, run_hfget, tmp_path: Path):
+    big = os.urandom(24 << 20)
+    commit = hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 6 << 20  # upstream slow enough that the client is killed mid-way
+    server = serve()
+    cache = tmp_path / "client"
+    blobs = cache / "models--org--model" / "blobs"
+    client = subprocess.Popen([sys.executable, "-m", "hfget", "org/model", "--endpoint", server.url, "--cache-dir",
+                               str(cache), "-c", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listed = RemoteFile("model.safetensors", len(big), "0" * 40, lfs_sha256=hashlib.sha256(big).hexdigest())
+
+    def written() -> int:
+        partials = list(blobs.glob("*.incomplete")) if blobs.exists() else []
+        return sum(b - a for p in partials for a, b in _resume.load(p, listed))
+
+    wait_until(lambda: written() >= 4 << 20, "4 MiB written by the client")
+    client.kill()
+    client.wait()
+    assert written() < len(big)  # killed mid-way
+    hub.rate = None
+    published = tmp_path / "serve-cache" / "models--org--model" / "blobs" / listed.etag
+    wait_until(published.exists, "serve to finish its own fetch (the client's going does not stop it)")
+    before = len(server.lines)
+
+    result = run_hfget("org/model", "--endpoint", server.url, "--cache-dir", str(cache), "-q")
+
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip()) / "model.safetensors").read_bytes() == big
+    assert Path(result.stdout.strip()).name == commit
+    server.stop()
+    # the killed client's own requests end in the log too (as serve notices them gone): the second run's are the
+    # ones served from serve's cache, complete by then
+    resumed = [line for line in server.lines[before:] if "GET " in line and "/resolve/" in line and " hit " in line]
+    sent = sum(int(line.split(" B ")[0].rsplit(" ", 1)[1]) for line in resumed)
+    assert 0 < sent <= len(big) - (4 << 20)  # asked only for what the killed run had not written
+    hub.wait_idle()
+    assert sum(s.sent for s in hub.file_gets()) <= 1.15 * len(big)  # serve fetched it upstream about once
