@@ -82,7 +82,7 @@ def test_snapshot_download_and_hf_hub_download_through_serve(hub: Hub, serve, tm
     assert code == 0 and summary.startswith("hfget serve: stopped.") and "4 misses" in summary
 
 
-def test_hf_endpoint_clients_at_once_on_a_cold_cache_fetch_each_file_about_once(hub: Hub, serve, tmp_path: Path):
+def test_six_hf_endpoint_clients_at_once_on_a_cold_cache_fetch_each_file_about_once(hub: Hub, serve, tmp_path: Path):
     commit = hub.create_repo("org/model", FILES)
     hub.rate = 8e6  # slow enough that the clients overlap
     server = serve()
@@ -90,7 +90,7 @@ def test_hf_endpoint_clients_at_once_on_a_cold_cache_fetch_each_file_about_once(
               "print(snapshot_download('org/model', cache_dir=sys.argv[1]))")
     clients = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"client-{i}")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "HF_ENDPOINT": server.url}) for i in range(4)]
+                                env={**os.environ, "HF_ENDPOINT": server.url}) for i in range(6)]
     for client in clients:
         out, err = finish(client, "a snapshot_download through serve", timeout=300)
         assert client.returncode == 0, err
