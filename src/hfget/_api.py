@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ._engine import run_download
-from ._errors import UsageError
 from ._events import DownloadPlanned, Sink
-from ._options import Options
+from ._options import Options, names
+from ._select import Wanted
 
 Names = str | Sequence[str]
 
@@ -98,19 +98,9 @@ _RUN = ("endpoint", "token", "cache_dir", "local_dir", "offline", "space_check")
 
 def _run(arguments: dict[str, Any], *, dry_run: bool) -> Path | DownloadPlanned:
     given = {name: arguments[name] for name in (*_SETTINGS, *_RUN) if name in arguments}
-    mirrors = names(arguments.get("mirrors", ()), "mirrors")
+    mirrors = names(arguments.get("mirrors", ()), "mirrors=")
     options = Options.build({**given, "mirror": mirrors or None}, caller="argument")
-    return run_download(
-        arguments["repo"], names(arguments["files"], "files"), options, arguments.get("sink"), dry_run=dry_run,
-        repo_type=arguments["repo_type"], revision=arguments["revision"], quant=arguments["quant"],
-        include=names(arguments["include"], "include"), exclude=names(arguments["exclude"], "exclude"),
-    )
-
-
-def names(value: object, argument: str) -> tuple[str, ...]:
-    """A string, or a list of strings, as a tuple; anything else is a UsageError naming the argument."""
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise UsageError(f"{argument}= must be a string or a list of strings, not {type(value).__name__}.")
+    wanted = Wanted(repo_type=arguments["repo_type"], revision=arguments["revision"], quant=arguments["quant"],
+                    include=names(arguments["include"], "include="), exclude=names(arguments["exclude"], "exclude="))
+    return run_download(arguments["repo"], names(arguments["files"], "files="), options, wanted,
+                        arguments.get("sink"), dry_run=dry_run)

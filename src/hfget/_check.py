@@ -10,7 +10,7 @@ bad files (a bad blob is never kept) and downloads exactly the bad and missing o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ._engine import Download, resolve_target
@@ -19,7 +19,7 @@ from ._events import NullSink, Sink
 from ._models import RemoteFile
 from ._options import Options
 from ._repo import is_commit
-from ._select import select
+from ._select import DEFAULT, Wanted, select
 from ._verify import check_file
 
 
@@ -46,11 +46,11 @@ class VerifyReport:
         return all(f.status == "ok" for f in self.files)
 
 
-def verify(repo: str, files: Sequence[str], options: Options, *, repair: bool = False, sink: Sink | None = None,
-           **selection: str | tuple[str, ...] | None) -> VerifyReport:
+def verify(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT, *, repair: bool = False,
+           sink: Sink | None = None) -> VerifyReport:
     """Check every selected file of `repo` on disk against its listed size and hash; with `repair`, fetch the
     bad and missing ones again."""
-    target = resolve_target(repo, files, options, **selection)  # type: ignore[arg-type]
+    target = resolve_target(repo, files, options, wanted)
     job = Download(target, options, NullSink())
     commit, upstream = _commit(job)
     chosen = select(job.listing(commit, write=False), target.selection)
@@ -63,9 +63,8 @@ def verify(repo: str, files: Sequence[str], options: Options, *, repair: bool = 
     for check in report.files:
         if check.status == "bad":
             _remove(root / check.path)
-    repair_selection = {**selection, "revision": commit, "include": (), "exclude": (), "quant": None}
-    Download(resolve_target(repo, broken, options, **repair_selection),  # type: ignore[arg-type]
-             options, sink or NullSink()).run()
+    exactly = replace(wanted, revision=commit, include=(), exclude=(), quant=None)  # the broken files, that commit
+    Download(resolve_target(repo, broken, options, exactly), options, sink or NullSink()).run()
     return VerifyReport(str(target.repo), target.revision, commit, root, _check_all(root, chosen),
                         repaired=tuple(broken), upstream_commit=upstream)
 

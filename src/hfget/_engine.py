@@ -49,7 +49,7 @@ from ._models import RemoteFile
 from ._network import Network
 from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
 from ._retry import RetryPolicy
-from ._select import Selection, select
+from ._select import DEFAULT, Selection, Wanted, select
 
 if TYPE_CHECKING:
     from ._options import Options
@@ -85,13 +85,11 @@ class Plan:
         return len(self.to_fetch) + sum(len(f) for f in self.followers.values())
 
 
-def resolve_target(repo: str, files: Sequence[str], options: Options, *, repo_type: str | None = None,
-                   revision: str | None = None, include: Sequence[str] = (), exclude: Sequence[str] = (),
-                   quant: str | None = None) -> Target:
+def resolve_target(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT) -> Target:
     """Turn what the caller asked for into a Target (no I/O)."""
     from huggingface_hub import constants, get_token
 
-    spec = parse_repo(repo, repo_type=repo_type)
+    spec = parse_repo(repo, repo_type=wanted.repo_type)
     if options.cache_dir is not None and options.local_dir is not None:
         raise UsageError("Use --cache-dir or --local-dir, not both.")
     store: Store
@@ -102,11 +100,12 @@ def resolve_target(repo: str, files: Sequence[str], options: Options, *, repo_ty
         store = LocalDirStore(Path(options.local_dir))
     else:
         store = CacheStore(Path(options.cache_dir or constants.HF_HUB_CACHE), spec.repo)
-    wanted = tuple(f.strip("/") if not f.endswith("/") else f for f in files)
+    paths = tuple(f.strip("/") if not f.endswith("/") else f for f in files)
     if spec.path:
-        wanted += (spec.path,)
-    selection = Selection(repo=spec.repo, revision=revision or spec.revision or "main", files=wanted,
-                          include=tuple(include), exclude=tuple(exclude), quant=quant.strip() if quant else None)
+        paths += (spec.path,)
+    quant = wanted.quant.strip() if wanted.quant else None
+    selection = Selection(repo=spec.repo, revision=wanted.revision or spec.revision or "main", files=paths,
+                          include=wanted.include, exclude=wanted.exclude, quant=quant)
     return Target(repo=spec.repo, endpoints=choose_endpoints(spec, options), selection=selection,
                   token=options.token or get_token(), store=store,
                   offline=constants.is_offline_mode() if options.offline is None else options.offline)
@@ -355,8 +354,8 @@ def _check_space(target: Path, needed: int, free: int | None) -> None:
         )
 
 
-def run_download(repo: str, files: Sequence[str], options: Options, sink: Sink | None = None, *,
-                 dry_run: bool = False, **selection: object) -> Path | DownloadPlanned:
-    target = resolve_target(repo, files, options, **selection)  # type: ignore[arg-type]
+def run_download(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT,
+                 sink: Sink | None = None, *, dry_run: bool = False) -> Path | DownloadPlanned:
+    target = resolve_target(repo, files, options, wanted)
     job = Download(target, options, sink or NullSink())
     return job.plan(dry_run=True).report if dry_run else job.run()

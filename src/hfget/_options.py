@@ -255,3 +255,13 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(value) if value else "(none)"
     return str(value)
+
+
+def names(value: object, what: str) -> tuple[str, ...]:
+    """A string or a list of strings, as a tuple (a string is one name, never its characters); anything else is a
+    UsageError naming `what` (`include=`, or `hfget.toml: include`)."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise UsageError(f"{what} must be a string or a list of strings, not {type(value).__name__}.")

@@ -10,6 +10,20 @@ from ._repo import Repo
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """What a caller asks for beside the repo and FILES, as given (resolve_target turns it into a Selection)."""
+
+    repo_type: str | None = None
+    revision: str | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    quant: str | None = None
+
+
+DEFAULT = Wanted()  # the whole repo at its default revision
+
+
+@dataclass(frozen=True)
 class Selection:
     repo: Repo
     revision: str = "main"

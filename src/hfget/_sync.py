@@ -31,7 +31,8 @@ from ._diskio import write_atomically
 from ._engine import Download, resolve_target
 from ._errors import NetworkError, UsageError
 from ._events import Event, NullSink, RevisionResolved, Sink
-from ._options import Options, check_keys, read_toml
+from ._options import Options, check_keys, names, read_toml
+from ._select import Wanted
 
 LOCK_VERSION = 1
 _ENTRY_KEYS = ("id", "type", "revision", "include", "exclude", "quant", "local_dir")
@@ -72,23 +73,14 @@ def read_manifest(path: Path) -> tuple[dict[str, Any], list[Entry]]:
         entries.append(Entry(
             id=_text(raw["id"], "id", path), type=_optional(raw.get("type"), "type", path),
             revision=_text(raw.get("revision", "main"), "revision", path),
-            include=_names(raw.get("include", ()), "include", path),
-            exclude=_names(raw.get("exclude", ()), "exclude", path),
+            include=names(raw.get("include", ()), f"{path} [[repo]] include"),
+            exclude=names(raw.get("exclude", ()), f"{path} [[repo]] exclude"),
             quant=_optional(raw.get("quant"), "quant", path),
             local_dir=_optional(raw.get("local_dir"), "local_dir", path),
         ))
     if not entries:
         raise UsageError(f"{path} lists no [[repo]].")
     return defaults, entries
-
-
-def _names(value: Any, key: str, path: Path) -> tuple[str, ...]:
-    """A string or a list of strings (a string is one name, never its characters)."""
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise UsageError(f"{path}: {key} must be a string or a list of strings.")
 
 
 def _text(value: Any, key: str, path: Path) -> str:
@@ -145,7 +137,7 @@ def sync(manifest: Path, options: Options, *, frozen: bool = False, offline: boo
     if (frozen or offline) and not locked:
         raise UsageError(f"--frozen and --offline need {lock_path(manifest)}.", hint="Run `hfget sync` once first.")
     if options.origins.get("mirror") in (None, "default", "config file") and defaults.get("mirror"):
-        mirrors = _names(defaults["mirror"], "[defaults] mirror", manifest)  # configured: --endpoint, HF_ENDPOINT
+        mirrors = names(defaults["mirror"], f"{manifest} [defaults] mirror")  # configured: --endpoint, HF_ENDPOINT
         options = options.model_copy(update={"mirror": mirrors,  # and a URL id still name the endpoint first
                                              "origins": {**options.origins, "mirror": "config file"}})
     jobs = [_job(manifest, entry, locked, options, pinned=frozen or offline) for entry in entries]
@@ -169,8 +161,9 @@ def _job(manifest: Path, entry: Entry, locked: dict[str, str], options: Options,
 
 def _download(job: _Job, sink: Sink, *, options: Options | None = None) -> Download:
     entry = job.entry
-    target = resolve_target(entry.id, (), options or job.options, repo_type=entry.type, revision=job.revision,
-                            include=entry.include, exclude=entry.exclude, quant=entry.quant)
+    wanted = Wanted(repo_type=entry.type, revision=job.revision, include=entry.include, exclude=entry.exclude,
+                    quant=entry.quant)
+    target = resolve_target(entry.id, (), options or job.options, wanted)
     return Download(target, options or job.options, sink)
 
 

@@ -23,6 +23,7 @@ from .._version import __version__
 if TYPE_CHECKING:
     from .._events import DownloadPlanned, Sink
     from .._options import Options
+    from .._select import Wanted
 
 EPILOG = """\
 Examples:
@@ -99,10 +100,11 @@ class Selection:
                               "local_dir": self.local_dir, "token": self.token, "proxy": self.proxy,
                               "ca_bundle": self.ca_bundle, **flags}, caller="flag")
 
-    def what(self) -> dict[str, Any]:
-        """The engine's selection keywords."""
-        return {"repo_type": self.repo_type, "revision": self.revision, "include": self.include,
-                "exclude": self.exclude, "quant": self.quant}
+    def wanted(self) -> Wanted:
+        from .._select import Wanted
+
+        return Wanted(repo_type=self.repo_type, revision=self.revision, include=self.include, exclude=self.exclude,
+                      quant=self.quant)
 
 
 _SELECTION_PARAMETERS = [
@@ -211,8 +213,8 @@ def download(
                                     limit_rate=limit_rate, retries=retries, stall_timeout=stall_timeout,
                                     first_byte_timeout=first_byte_timeout,
                                     space_check=not no_space_check)
-        result = run_download(selection.repo, selection.files, options, _quiet_or(sink, json_output) if dry_run
-                              else sink, dry_run=dry_run, **selection.what())
+        result = run_download(selection.repo, selection.files, options, selection.wanted(),
+                              _quiet_or(sink, json_output) if dry_run else sink, dry_run=dry_run)
     if isinstance(result, Path):
         if not json_output:
             print(_printed_path(result, selection))
@@ -243,8 +245,8 @@ def list_files(
     from ._render import QuietSink
 
     with _errors_to_exit_codes(debug, QuietSink()):
-        report = run_download(selection.repo, selection.files, selection.options(), QuietSink(), dry_run=True,
-                              **selection.what())
+        report = run_download(selection.repo, selection.files, selection.options(), selection.wanted(),
+                              QuietSink(), dry_run=True)
     assert not isinstance(report, Path)
     _show_plan(report, json_output)
 
@@ -265,8 +267,8 @@ def verify_files(
 
     sink = _make_sink(True, False, True)
     with _errors_to_exit_codes(debug, sink):
-        report = _check.verify(selection.repo, selection.files, selection.options(), repair=repair, sink=sink,
-                               **selection.what())
+        report = _check.verify(selection.repo, selection.files, selection.options(), selection.wanted(),
+                               repair=repair, sink=sink)
     show_verify(report, json_output)
     if not report.ok:
         raise typer.Exit(ExitCode.FAILED)

@@ -42,6 +42,7 @@ from .._events import NullSink
 from .._models import RemoteFile
 from .._options import Options
 from .._repo import Repo, is_commit
+from .._select import Wanted
 from ._routes import HubError
 
 BRANCH_TTL = 5.0
@@ -95,7 +96,7 @@ class Source:
         return CacheStore(self.cache_dir, repo)
 
     def target(self, repo: Repo, revision: str, files: tuple[str, ...] = ()) -> Target:
-        return resolve_target(str(repo), files, self.options, revision=revision)
+        return resolve_target(str(repo), files, self.options, Wanted(revision=revision))
 
     def commit(self, repo: Repo, revision: str, trace: Trace) -> str:
         if is_commit(revision):
