@@ -13,7 +13,6 @@ Every output is checked against the source's sha256.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from bench import check_output as check  # the same sha256 check as bench.py (benchmarks/ is on sys.path)
+
 from hub import Hub
 from serving import start_serve
 
@@ -54,16 +55,6 @@ def hf_download(endpoint: str, cache: Path) -> Path:
                          env={**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1"},
                          capture_output=True, text=True, check=True)
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def check(snapshot: Path, expected: dict[str, str]) -> None:
-    for name, sha in expected.items():
-        digest = hashlib.sha256()
-        with open(snapshot / name, "rb") as f:
-            while chunk := f.read(8 * MiB):
-                digest.update(chunk)
-        if digest.hexdigest() != sha:
-            raise SystemExit(f"wrong bytes in {snapshot / name}")
 
 
 def clients_at_once(endpoint: str, work: Path, expected: dict[str, str]) -> float:
@@ -99,13 +90,7 @@ def pull_at_once(urls: dict[str, str], work: Path) -> float:
         list(pool.map(pull, range(CLIENTS)))
     elapsed = time.perf_counter() - started
     for i in range(CLIENTS):
-        for sha in urls:
-            digest = hashlib.sha256()
-            with open(work / f"pull-{i}" / sha, "rb") as f:
-                while chunk := f.read(8 * MiB):
-                    digest.update(chunk)
-            if digest.hexdigest() != sha:
-                raise SystemExit(f"wrong bytes from {urls[sha]}")
+        check(work / f"pull-{i}", {sha: sha for sha in urls})  # each file is named by its sha256
         shutil.rmtree(work / f"pull-{i}")
     return elapsed
 

@@ -101,20 +101,28 @@ def test_six_hf_endpoint_clients_at_once_on_a_cold_cache_fetch_each_file_about_o
     # whether the clients overlapped depends on the machine; the next test makes them overlap for sure
 
 
-def test_clients_of_one_miss_share_one_fetch_and_each_streams_from_it(hub: Hub, serve):
+def _held_upstream(hub: Hub, serve) -> tuple[bytes, ServeProcess]:
+    """A 2 MB file whose upstream body stops after 500,000 bytes until the test releases it, and serve."""
     content = os.urandom(2_000_000)
     hub.create_repo("org/model", {"model.safetensors": content})
     hub.faults.append(Fault("stall", origin="cdn", after=500_000, seconds=120))
-    server = serve()
-    responses = []
-    for _ in range(3):  # each one arrives while the fetch is held at 500,000 bytes
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        connection.request("GET", "/org/model/resolve/main/model.safetensors")
-        response = connection.getresponse()
-        received = b""
-        while len(received) < 500_000:
-            received += response.read1(1 << 16)
-        responses.append((response, received))
+    return content, serve()
+
+
+def _first_bytes(server: ServeProcess, count: int) -> tuple[http.client.HTTPResponse, bytes]:
+    """GET the file from serve and read until `count` bytes came; the response stays open for the rest."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    connection.request("GET", "/org/model/resolve/main/model.safetensors")
+    response = connection.getresponse()
+    received = b""
+    while len(received) < count:
+        received += response.read1(1 << 16)
+    return response, received
+
+
+def test_clients_of_one_miss_share_one_fetch_and_each_streams_from_it(hub: Hub, serve):
+    content, server = _held_upstream(hub, serve)
+    responses = [_first_bytes(server, 500_000) for _ in range(3)]  # each while the fetch is held at 500,000 bytes
     assert hub.stalling == 1
     hub.release_stalls()
     for response, received in responses:
@@ -199,16 +207,8 @@ def test_upstream_gone_cached_repos_served_the_rest_not_found(hub: Hub, serve, t
 
 
 def test_a_miss_streams_while_upstream_is_still_sending(hub: Hub, serve):
-    content = os.urandom(2_000_000)
-    hub.create_repo("org/model", {"model.safetensors": content})
-    hub.faults.append(Fault("stall", origin="cdn", after=500_000, seconds=120))
-    server = serve()
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-    connection.request("GET", "/org/model/resolve/main/model.safetensors")
-    response = connection.getresponse()
-    received = b""
-    while len(received) < 500_000:
-        received += response.read1(1 << 16)
+    content, server = _held_upstream(hub, serve)
+    response, received = _first_bytes(server, 500_000)
     assert hub.stalling == 1  # the client has every byte upstream sent so far while upstream still sends
     assert received == content[:500_000]
     hub.release_stalls()

@@ -57,11 +57,6 @@ class ContentHash:
         return self.length == self.file.size and self.hexdigest() == self.expected
 
 
-def hash_file(file: RemoteFile, path: Path) -> bool:
-    """Whether the file at `path` has exactly the listed size and hash."""
-    return check_file(file, path) is None
-
-
 def check_file(file: RemoteFile, path: Path) -> str | None:
     """What is wrong with the file at `path` (its size, its hash, or it cannot be read); None if it is good."""
     content = ContentHash(file)
