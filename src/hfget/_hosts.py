@@ -78,11 +78,6 @@ class HostSlots:
             self.on_capped(host, allowed)
         return True
 
-    def allowed(self, host: str) -> int:
-        with self._lock:
-            state = self._hosts.get(host)
-            return self.maximum if state is None else state.allowed
-
     def _probe(self, state: _Host) -> None:
         if state.capped_at and state.allowed < self.maximum and time.monotonic() - state.capped_at >= PROBE_AFTER:
             state.allowed += 1

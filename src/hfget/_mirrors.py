@@ -2,8 +2,8 @@
 
 Evidence against the endpoint in use accumulates in points (a refused connection or a stall weighs 2, a 5xx 1,
 a 404 for a listed file 3); at `THRESHOLD` points the rest of the run moves to the next mirror, and any good
-answer clears the count. A metadata request that fails for good moves at once (`fail_over`). Listeners hear
-of every switch (the engine reports it). Evidence from a mirror the run has already left counts against no
+answer clears the count. A metadata request that fails for good moves at once (`fail_over`). `on_switch`
+hears of every switch (the engine reports it). Evidence from a mirror the run has already left counts against no
 one (the transfer layer compares the endpoint a failure came from), and a CDN link is reused only while the
 mirror that gave it is still in use.
 """
@@ -24,7 +24,7 @@ class Mirrors:
         self._index = 0
         self._points = 0
         self._lock = threading.Lock()
-        self._listeners = [on_switch]
+        self._on_switch = on_switch
 
     @property
     def current(self) -> str:
@@ -42,9 +42,6 @@ class Mirrors:
             kept = tuple(e for e in self._endpoints[self._index:] if e in endpoints)
             if kept:
                 self._endpoints, self._index, self._points = kept, 0, 0
-
-    def listen(self, listener: Callable[[str, str, str], None]) -> None:
-        self._listeners.append(listener)
 
     def blame(self, points: int, reason: str) -> bool:
         """Count evidence against the endpoint in use; True if the run moved to the next one."""
@@ -69,8 +66,7 @@ class Mirrors:
             self._index += 1
             self._points = 0
             current = self.current
-        for listener in self._listeners:
-            listener(previous, current, reason)
+        self._on_switch(previous, current, reason)
         return True
 
     def _has_next(self) -> bool:

@@ -321,7 +321,6 @@ class RepoSink(PlainSink):
 
     def __init__(self) -> None:
         super().__init__(periodic=False)
-        self._repos: dict[int, str] = {}
 
     def for_repo(self, repo: str) -> _Prefixed:
         return _Prefixed(self, repo)
