@@ -22,7 +22,7 @@ from ._diskio import pwrite
 from ._errors import FileDownloadError, VerificationError
 from ._events import FileRetried, FileStarted
 from ._exchange import Transient, check_reply, chunks
-from ._pieces import Ledger, Segment
+from ._pieces import MIN_SPLIT, Ledger, Segment
 from ._small import too_long, twice
 from ._task import RangeSupport, State, Task
 from ._verify import ContentHash, HashJob, PrefixHasher, mismatch
@@ -56,8 +56,6 @@ def start(run: Transfers, task: Task) -> None:
 
 
 def _open(run: Transfers, task: Task) -> Ledger:
-    from ._transfer import MIN_SPLIT
-
     file, partial = task.file, task.partial
     assert partial is not None
     ledger = Ledger(file.size, _resume.load(partial, file), min_split=MIN_SPLIT)

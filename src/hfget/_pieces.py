@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 Range = tuple[int, int]
+MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; files under twice this are "small"
 
 
 @dataclass(eq=False)

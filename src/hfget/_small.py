@@ -26,10 +26,6 @@ def fetch(run: Transfers, task: Task) -> None:
         return
     if task.state is State.QUEUED:
         task.move(State.RUNNING)
-    if task.first_time("started"):
-        on_disk = file_size(task.partial) if task.partial else None
-        run.sink.handle(FileStarted(task.file.path, task.file.size,
-                                    on_disk if on_disk and on_disk <= task.file.size else 0))
     try:
         _fetch_verified(run, task)
     except Transient as error:
@@ -68,6 +64,8 @@ def _stream(run: Transfers, task: Task) -> ContentHash:
             offset = 0
     elif offset:
         content.update_from_file(partial, offset)
+    if task.first_time("started"):  # here, where the partial's length is known: one stat per file, not two
+        run.sink.handle(FileStarted(file.path, file.size, offset))
     if offset == file.size:
         return content
     response = run.exchange.open(file, task.link, f"bytes={offset}-" if offset else None)

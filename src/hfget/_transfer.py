@@ -40,6 +40,7 @@ from ._exchange import Exchange, Transient
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._ownership import BlobLocks, Claim
+from ._pieces import MIN_SPLIT
 from ._retry import RetryPolicy
 from ._schedule import RateLimiter, Scheduler
 from ._task import Cancelled, State, Task
@@ -48,7 +49,6 @@ from ._verify import PrefixHasher
 if TYPE_CHECKING:
     from ._options import Options
 
-MIN_SPLIT = 4 << 20  # a range is split only if both halves keep this much; files under twice this are "small"
 # A file gets another connection only while its connections each run slower than this. Where a mirror or CDN
 # caps each stream, more connections multiply throughput; where one stream already runs this fast, the limit
 # is the machine (CPU, disk) and more connections only cost (measured: benchmarks/bench.py).
