@@ -10,7 +10,7 @@ import httpx2
 import pytest
 
 from hfget._errors import AuthError, FileDownloadError, UsageError
-from hfget._exchange import Exchange, Link, Transient, check_reply
+from hfget._exchange import Exchange, Link, ThreadClients, Transient, check_reply
 from hfget._mirrors import Mirrors
 from hfget._models import RemoteFile
 from hfget._options import Options
@@ -30,7 +30,7 @@ def _exchange(handler, endpoints=(HUB,), token="hf_secret") -> tuple[Exchange, l
 
     client = httpx2.Client(transport=httpx2.MockTransport(record), follow_redirects=False)
     mirrors = Mirrors(endpoints, on_switch=lambda *_: None)
-    return Exchange(client, mirrors, token, lambda f, e: f"{e}/org/m/resolve/c/{f.path}"), seen
+    return Exchange(ThreadClients(lambda: client), mirrors, token, lambda f, e: f"{e}/org/m/resolve/c/{f.path}"), seen
 
 
 def _cdn_redirect(request: httpx2.Request) -> httpx2.Response:

@@ -15,12 +15,19 @@
   stall timeout.
 - A host that caps connections per client is kept to what it accepts (_hosts.py): a refusal that comes while
   the run holds other connections to it is `Transient` with `capped`, retried at no cost to the file.
+- Each worker thread has its own `httpx2.Client` (`ThreadClients`), all sharing one TLS context: with one client
+  shared by 32 threads, httpcore2's pool lock and its scan of every request against every connection were the top
+  frames of the many-small-files profile (measured: ~12% less CPU for 2,000 files of 8 KiB). A worker sends one
+  request at a time, so its pool stays small; idle keep-alive connections are not what hosts cap (nginx counts
+  connections with a request in progress).
 - Replies are checked before a byte is written (house style, habit 4): a 206 must start where asked and end
   within the range, a 200 must carry the listed size. httpx2's transport errors become `Transient` here.
 """
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,9 +85,12 @@ class Link:
         self.location = self.endpoint = None
 
 
-def make_client(*, connections: int, stall_timeout: float, network: Network) -> httpx2.Client:
+def make_client(*, connections: int, stall_timeout: float, network: Network,
+                tls: ssl.SSLContext | None = None) -> httpx2.Client:
     limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
     arguments = network.client_arguments()
+    if tls is not None:
+        arguments["verify"] = tls
     if arguments.get("proxy") is None and not _environment_proxies():  # direct: 256 KiB reads (_compat)
         arguments["transport"] = fast_transport(verify=arguments.get("verify", True), limits=limits)
     return httpx2.Client(
@@ -92,6 +102,40 @@ def make_client(*, connections: int, stall_timeout: float, network: Network) -> 
         headers={"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"},
         **arguments,
     )
+
+
+class ThreadClients:
+    """One client per thread, made on the thread's first request (see the module docstring); `close` closes all."""
+
+    def __init__(self, make: Callable[[], httpx2.Client]) -> None:
+        self._make = make
+        self._local = threading.local()
+        self._made: list[httpx2.Client] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_run(cls, options: Options, network: Network) -> ThreadClients:
+        tls: list[ssl.SSLContext] = []  # one context for all, made with the first client
+
+        def make() -> httpx2.Client:
+            if not tls:
+                tls.append(httpx2.create_ssl_context(verify=network.verify(), trust_env=True))
+            return make_client(connections=4, stall_timeout=options.stall_timeout, network=network, tls=tls[0])
+        return cls(make)
+
+    def current(self) -> httpx2.Client:
+        client: httpx2.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            with self._lock:
+                client = self._local.client = self._make()
+                self._made.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        for client in made:
+            client.close()
 
 
 def _environment_proxies() -> bool:
@@ -107,11 +151,11 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 class Exchange:
-    def __init__(self, client: httpx2.Client, mirrors: Mirrors, token: str | None,
+    def __init__(self, clients: ThreadClients, mirrors: Mirrors, token: str | None,
                  resolve_url: Callable[[RemoteFile, str], str], *, first_byte_timeout: float = 300.0,
                  watch: FirstByteWatch | None = None, slots: HostSlots | None = None) -> None:
         self.slots = slots
-        self.client = client
+        self.clients = clients
         self.mirrors = mirrors
         self.token = token
         self.resolve_url = resolve_url
@@ -123,16 +167,15 @@ class Exchange:
               resolve_url: Callable[[RemoteFile, str], str], sink: Sink) -> Exchange:
         """The exchange of a run: its client (with the run's proxy and trust) and its first-byte watch."""
         network = Network.from_options(options)
-        client = make_client(connections=options.max_connections, stall_timeout=options.stall_timeout,
-                             network=network)
+        clients = ThreadClients.for_run(options, network)
         watch = FirstByteWatch(sink, after=min(options.stall_timeout, WAITING_REPORTED_AFTER))
         slots = HostSlots(options.max_connections, on_capped=lambda host, n: sink.handle(HostLimited(host, n)))
-        return cls(client, mirrors, token, resolve_url, first_byte_timeout=options.first_byte_wait("file"),
+        return cls(clients, mirrors, token, resolve_url, first_byte_timeout=options.first_byte_wait("file"),
                    watch=watch, slots=slots)
 
     def close(self) -> None:
         self.watch.close()
-        self.client.close()
+        self.clients.close()
 
     def open(self, file: RemoteFile, link: Link, range_header: str | None) -> httpx2.Response:
         """GET the file (with Range), following redirects; raise unless the answer is a 200 or a 206."""
@@ -172,7 +215,8 @@ class Exchange:
         headers = {"Range": range_header} if range_header else {}
         if with_token and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = self.client.build_request("GET", url, headers=headers)
+        client = self.clients.current()
+        request = client.build_request("GET", url, headers=headers)
         timeouts = request.extensions["timeout"]
         stall, timeouts["read"] = timeouts["read"], self.first_byte_timeout
         host, slot = request.url.host, request.url.netloc.decode("ascii")
@@ -180,7 +224,7 @@ class Exchange:
             raise Transient(f"{slot} allows no more connections now", capped=True)
         with self.watch.waiting(file.path, host):
             try:
-                response = self.client.send(request, stream=True)
+                response = client.send(request, stream=True)
             except httpx2.TransportError as error:
                 self._refused(slot, error)
                 if isinstance(error, httpx2.ReadTimeout):

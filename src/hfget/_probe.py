@@ -95,14 +95,15 @@ def _probe_repo(endpoint: str, repo: Repo, revision: str, options: Options, toke
 
 def _sample(endpoint: str, repo: Repo, commit: str, files: list[RemoteFile], mirrors: Mirrors,
             options: Options, token: str | None) -> float | None:
-    from ._exchange import Exchange, Link, Transient, chunks, make_client
+    from ._exchange import Exchange, Link, ThreadClients, Transient, chunks, make_client
 
     largest = max(files, key=lambda f: f.size)
     if largest.size == 0:
         return None
     with make_client(connections=1, stall_timeout=options.stall_timeout,
                      network=Network.from_options(options)) as client:
-        exchange = Exchange(client, mirrors, token, lambda f, e: resolve_url(e, repo, commit, f.path))
+        exchange = Exchange(ThreadClients(lambda: client), mirrors, token,
+                            lambda f, e: resolve_url(e, repo, commit, f.path))
         started, received = time.monotonic(), 0
         try:
             response = exchange.open(largest, Link(), f"bytes=0-{min(SAMPLE, largest.size) - 1}")
