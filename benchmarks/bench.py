@@ -1,33 +1,47 @@
-"""hfget against `hf download` on the same local test Hub, in the same run: ratios of median wall times.
+"""hfget against `hf download` (and aria2c, where installed) on the same local test Hub, in the same run.
 
-    python benchmarks/bench.py                 # every scenario, 3 runs each (about 5 minutes on 2 cores)
+    python benchmarks/bench.py                 # every scenario, 3 runs each (about 10 minutes on 2 cores)
     python benchmarks/bench.py many no-op -n 5 # some scenarios, 5 runs each
 
-Scenarios (issue #3):
-    mirror   25 MB/s per connection, 40 ms latency, 2 files of 512 MiB        target >= 5x
-    many     no cap, 40 ms latency, 2,000 files of 8 KiB                     target >= 4x
-    local    no cap, no latency, 2 x 512 MiB plus 200 small files           target >= 1.25x
-    no-op    the `many` repo again, everything already in the cache         target >= 2x
-    startup  `hfget --help` against `hf --help`                             target >= 3x
+Scenarios and targets (issue #11); "ratio" is hfget's median wall time over the other tool's, lower is better:
+    many       no cap, 40 ms latency, 2,000 files of 8 KiB                   hfget/hf <= 0.10
+    no-op      the `many` repo again, everything already in the cache        hfget/hf <= 0.30
+    no-op-14   a 14-file repo again, everything already in the cache         hfget/hf <= 0.35
+    startup    `hfget --help` against `hf --help`                            hfget/hf <= 0.12
+    local      no cap, no latency, 2 x 512 MiB plus 200 small files           hfget/hf <= 0.55
+    mirror     25 MB/s per connection, 40 ms latency, 2 files of 512 MiB     hfget/aria2c (-x4 -j5) <= 0.45
+    resume     `mirror`, hfget killed with SIGKILL at a random point, then run again: bytes served / repo size
+               <= 1.02
+    memory     peak resident memory of hfget fetching one 10 GiB file (sparse source): < 100 MB
 
-Runs of the two tools alternate; each download goes to a fresh cache and every output file is checked against
-the source's sha256 before its time counts. The Hub is tests/hub.py, serving bodies with sendfile; its raw
+Beside each scenario the bench prints its physical limit: the latency bound (requests / requests in flight x
+round trip), the disk's write speed for the bytes of the repo (measured here, page cache included, as hfget
+writes), the link cap (connections x the per-connection rate), or the interpreter's own start-up.
+
+Runs of the tools alternate; each download goes to a fresh cache and every output file is checked against the
+source's sha256 before its time counts. The Hub is tests/hub.py, serving bodies with sendfile; its raw
 single-stream speed (one plain httpx2 GET) is printed first, so a reader can see it is not the bottleneck.
-Both tools are the ones installed next to this Python (`hfget`, and `hf` from huggingface_hub).
+The tools are the ones installed next to this Python (`hfget`, and `hf` from huggingface_hub), and `aria2c` from
+PATH (the bench says so when it is missing: `apt-get install aria2`).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import platform
+import random
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,23 +50,43 @@ from hub import Hub
 
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
+IN_FLIGHT = 64  # requests in flight for the latency bound (issue #11)
+CONNECTIONS = 32  # hfget's default --max-connections, for the link cap
+ARIA2C = shutil.which("aria2c")
 
 
 @dataclass
 class Scenario:
     name: str
-    target: float
+    target: float  # the most the ratio may be (for `memory`: megabytes)
+    repo: str = ""
     rate: float | None = None
     latency: float = 0.0
+    against: str = "hf"
 
 
 SCENARIOS = {
-    "mirror": Scenario("mirror", 5.0, rate=25e6, latency=0.040),
-    "many": Scenario("many", 4.0, latency=0.040),
-    "local": Scenario("local", 1.25),
-    "no-op": Scenario("no-op", 2.0, latency=0.040),
-    "startup": Scenario("startup", 3.0),
+    "many": Scenario("many", 0.10, "bench/many", latency=0.040),
+    "no-op": Scenario("no-op", 0.30, "bench/many", latency=0.040),
+    "no-op-14": Scenario("no-op-14", 0.35, "bench/small", latency=0.040),
+    "startup": Scenario("startup", 0.12),
+    "local": Scenario("local", 0.55, "bench/local"),
+    "mirror": Scenario("mirror", 0.45, "bench/mirror", rate=25e6, latency=0.040, against="aria2c"),
+    "resume": Scenario("resume", 1.02, "bench/mirror", rate=25e6, latency=0.040, against="repo"),
+    "memory": Scenario("memory", 100.0, against="MB"),
 }
+
+
+@dataclass
+class Result:
+    ours: float
+    theirs: float | None  # None: the other tool is missing
+    limit: str
+    ratio: float | None
+    extra: str = ""
+
+
+# -- the repos ---------------------------------------------------------------------------------------------------
 
 
 def write_random(path: Path, size: int) -> None:
@@ -73,14 +107,22 @@ def build_repos(hub: Hub, data: Path) -> dict[str, dict[str, str]]:
         big[f"model-0000{i}-of-00002.safetensors"] = path
     many = {f"shards/{i // 100:02d}/file-{i:04d}.json": os.urandom(8 * 1024) for i in range(2000)}
     small = {f"tokenizer/part-{i:03d}.txt": os.urandom(4096 + 97 * i) for i in range(200)}
+    fourteen: dict[str, bytes | Path] = {f"config-{i:02d}.json": os.urandom(2048 + i) for i in range(12)}
+    fourteen.update({"model.safetensors": os.urandom(8 * MiB), "tokenizer.json": os.urandom(MiB)})
     hub.create_repo("bench/mirror", {**big, "config.json": b"{}"})
     hub.create_repo("bench/many", many)
     hub.create_repo("bench/local", {**big, **small})
+    hub.create_repo("bench/small", fourteen)
     expected = {}
     for (_repo_type, repo_id), repo in hub.repos.items():
         tree = repo.commits[repo.refs["main"]]
         expected[repo_id] = {p: blob.sha256 for p, blob in tree.items()}
     return expected
+
+
+def repo_bytes(hub: Hub, repo_id: str) -> int:
+    repo = hub.repos[("model", repo_id)]
+    return sum(blob.size for blob in repo.commits[repo.refs["main"]].values())
 
 
 def check_output(snapshot: Path, expected: dict[str, str]) -> None:
@@ -93,9 +135,15 @@ def check_output(snapshot: Path, expected: dict[str, str]) -> None:
             raise SystemExit(f"wrong bytes in {snapshot / path}")
 
 
+# -- running the tools -------------------------------------------------------------------------------------------
+
+
 def command(tool: str, repo: str, hub: Hub, cache: Path) -> list[str]:
     if tool == "hfget":
         return [str(BIN / "hfget"), repo, "--endpoint", hub.url, "--cache-dir", str(cache), "-q"]
+    if tool == "aria2c":
+        return [str(ARIA2C), "-x4", "-j5", "-s4", "-k1M", "--file-allocation=none", "--console-log-level=error",
+                "--summary-interval=0", "-q", "-i", str(cache / "urls.txt"), "-d", str(cache)]
     return [str(BIN / "hf"), "download", repo, "--cache-dir", str(cache), "--quiet"]
 
 
@@ -115,21 +163,36 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
-def run_download(scenario: Scenario, hub: Hub, work: Path, expected, runs: int) -> dict[str, list[float]]:
-    repo = {"no-op": "bench/many"}.get(scenario.name, f"bench/{scenario.name}")
+def aria2c_input(hub: Hub, repo: str, folder: Path, expected: dict[str, str]) -> None:
+    """hfd.sh's way: one resolve URL per file, each with its output path."""
+    folder.mkdir(parents=True)
+    lines = [f"{hub.url}/{repo}/resolve/main/{path}\n  out={path}\n" for path in expected]
+    (folder / "urls.txt").write_text("".join(lines))
+
+
+def one_run(tool: str, scenario: Scenario, hub: Hub, work: Path, expected: dict[str, str],
+            cache: Path) -> float:
+    if tool == "aria2c":
+        aria2c_input(hub, scenario.repo, cache, expected)
+    seconds, output = timed(command(tool, scenario.repo, hub, cache), environment(hub, work / f"home-{tool}"))
+    snapshot = cache if tool == "aria2c" else Path(output) if output else _snapshot(cache, scenario.repo)
+    check_output(snapshot, expected)
+    return seconds
+
+
+def run_download(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, str], runs: int,
+                 tools: tuple[str, ...]) -> dict[str, list[float]]:
     hub.rate, hub.latency = scenario.rate, scenario.latency
-    times: dict[str, list[float]] = {"hfget": [], "hf": []}
+    times: dict[str, list[float]] = {tool: [] for tool in tools}
     warm: dict[str, Path] = {}
-    if scenario.name == "no-op":  # fill one cache per tool first; the timed runs find everything there
-        for tool in times:
-            warm[tool] = work / f"warm-{tool}"
-            timed(command(tool, repo, hub, warm[tool]), environment(hub, work / f"home-{tool}"))
+    if scenario.name.startswith("no-op"):  # fill one cache per tool first; the timed runs find everything there
+        for tool in tools:
+            warm[tool] = work / f"warm-{scenario.name}-{tool}"
+            timed(command(tool, scenario.repo, hub, warm[tool]), environment(hub, work / f"home-{tool}"))
     for run in range(runs):
-        for tool in (("hfget", "hf") if run % 2 == 0 else ("hf", "hfget")):
+        for tool in (tools if run % 2 == 0 else tools[::-1]):
             cache = warm.get(tool) or work / f"cache-{tool}-{run}"
-            seconds, output = timed(command(tool, repo, hub, cache), environment(hub, work / f"home-{tool}"))
-            check_output(Path(output) if output else _snapshot(cache, repo), expected[repo])
-            times[tool].append(seconds)
+            times[tool].append(one_run(tool, scenario, hub, work, expected, cache))
             if tool not in warm:
                 shutil.rmtree(cache, ignore_errors=True)
     return times
@@ -140,13 +203,97 @@ def _snapshot(cache: Path, repo: str) -> Path:
     return next(folder.iterdir())
 
 
-def run_startup(runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"hfget": [], "hf": []}
+# -- the scenarios -------------------------------------------------------------------------------------------------
+
+
+def startup(runs: int) -> Result:
+    times: dict[str, list[float]] = {"hfget": [], "hf": [], "python": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     for _run in range(max(runs, 5)):
-        for tool, cmd in (("hfget", [str(BIN / "hfget"), "--help"]), ("hf", [str(BIN / "hf"), "--help"])):
+        for tool, cmd in (("hfget", [str(BIN / "hfget"), "--help"]), ("hf", [str(BIN / "hf"), "--help"]),
+                          ("python", [sys.executable, "-c", "pass"])):
             times[tool].append(timed(cmd, env)[0])
-    return times
+    ours, theirs = statistics.median(times["hfget"]), statistics.median(times["hf"])
+    return Result(ours, theirs, f"{statistics.median(times['python']):.3f} s python", ours / theirs)
+
+
+def downloads(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict[str, str]], runs: int) -> Result:
+    tools = ("hfget", "hf", "aria2c") if scenario.against == "aria2c" and ARIA2C else ("hfget", "hf")
+    times = run_download(scenario, hub, work, expected[scenario.repo], runs, tools)
+    medians = {tool: statistics.median(t) for tool, t in times.items()}
+    against = scenario.against if scenario.against in medians else None
+    extra = f"hf {medians['hf']:.3f} s, hfget/hf {medians['hfget'] / medians['hf']:.2f}" if against == "aria2c" \
+        else ("aria2c not installed (apt-get install aria2); hfget/hf "
+              f"{medians['hfget'] / medians['hf']:.2f}" if scenario.against == "aria2c" else "")
+    theirs = medians[against] if against else None
+    return Result(medians["hfget"], theirs, limit(scenario, hub, work), medians["hfget"] / theirs if theirs else None,
+                  extra)
+
+
+def limit(scenario: Scenario, hub: Hub, work: Path) -> str:
+    """The scenario's physical limit, as a time (see the module docstring)."""
+    repo = hub.repos[("model", scenario.repo)]
+    files = len(repo.commits[repo.refs["main"]])
+    if scenario.name.startswith("no-op"):
+        return f"{scenario.latency:.3f} s 1 request"
+    if scenario.name == "many":
+        return f"{math.ceil(files / IN_FLIGHT) * scenario.latency:.2f} s latency, {IN_FLIGHT} in flight"
+    size = repo_bytes(hub, scenario.repo)
+    disk = disk_seconds(work, size)
+    if scenario.rate is None:
+        return f"{disk:.2f} s disk"
+    link = size / (scenario.rate * CONNECTIONS)
+    return f"{max(disk, link):.2f} s {'disk' if disk >= link else 'link'} (link {link:.2f} s)"
+
+
+def disk_seconds(work: Path, size: int) -> float:
+    """Seconds to write `size` bytes into fresh files in the benchmark's folder, 8 MiB writes, no fsync."""
+    block = os.urandom(8 * MiB)
+    target = work / "disk-speed.bin"
+    started = time.perf_counter()
+    with open(target, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+    seconds = time.perf_counter() - started
+    target.unlink()
+    return seconds
+
+
+def resume(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict[str, str]], runs: int) -> Result:
+    """Kill -9 hfget at a random moment of a download (seeded), run it again, count the body bytes served."""
+    hub.rate, hub.latency = scenario.rate, scenario.latency
+    size = repo_bytes(hub, scenario.repo)
+    draw = random.Random(11)
+    ratios, full = [], one_run("hfget", scenario, hub, work, expected[scenario.repo], work / "resume-full")
+    for run in range(runs):
+        cache = work / f"resume-{run}"
+        hub.clear_log()
+        env = environment(hub, work / "home-hfget")
+        proc = subprocess.Popen(command("hfget", scenario.repo, hub, cache), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        time.sleep(draw.uniform(0.2, 0.8) * full)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        hub.wait_idle()
+        one_run("hfget", scenario, hub, work, expected[scenario.repo], cache)
+        ratios.append(sum(s.sent for s in hub.file_gets()) / size)
+        shutil.rmtree(cache, ignore_errors=True)
+    return Result(statistics.median(ratios), None, "1.00x", statistics.median(ratios),
+                  "bytes served / repo: " + ", ".join(f"{r:.3f}" for r in ratios))
+
+
+def memory(work: Path, hub: Hub, gib: float = 10) -> Result:
+    source = work / "huge.bin"
+    with open(source, "wb") as f:
+        f.truncate(int(gib * (1 << 30)))
+    hub.rate, hub.latency = None, 0.0
+    if ("model", "bench/huge") not in hub.repos:
+        hub.create_repo("bench/huge", {"model.safetensors": source})
+    cache = work / "cache-huge"
+    seconds, _ = timed(command("hfget", "bench/huge", hub, cache), environment(hub, work / "home-hfget"))
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux; the largest child so far
+    shutil.rmtree(cache, ignore_errors=True)
+    return Result(peak, None, f"{gib:g} GiB in {seconds:.1f} s", peak, "peak RSS of any child so far")
 
 
 def raw_speed(hub: Hub) -> float:
@@ -163,35 +310,49 @@ def raw_speed(hub: Hub) -> float:
         return size / (time.perf_counter() - started)
 
 
+def run_scenario(name: str, hub: Hub, work: Path, expected: dict[str, dict[str, str]], runs: int) -> Result:
+    scenario = SCENARIOS[name]
+    table: dict[str, Callable[[], Result]] = {
+        "startup": lambda: startup(runs),
+        "resume": lambda: resume(scenario, hub, work, expected, runs),
+        "memory": lambda: memory(work, hub),
+    }
+    return table.get(name, lambda: downloads(scenario, hub, work, expected, runs))()
+
+
+def report(name: str, result: Result) -> bool:
+    scenario = SCENARIOS[name]
+    met = result.ratio is not None and result.ratio <= scenario.target if name != "memory" \
+        else result.ours < scenario.target
+    theirs = f"{result.theirs:9.3f}" if result.theirs is not None else f"{'-':>9}"
+    ratio = f"{result.ratio:6.2f}" if result.ratio is not None else f"{'-':>6}"
+    unit = {"MB": " MB", "repo": "x"}.get(scenario.against, "")
+    print(f"{name:9} {result.ours:9.3f}{unit:3} {theirs} {scenario.against:>6}  {result.limit:34} {ratio} "
+          f"<= {scenario.target:<6g} {'yes' if met else 'NO'}  {result.extra}", flush=True)
+    return met
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} "
                         "(default: all)")
     parser.add_argument("-n", "--runs", type=int, default=3)
     args = parser.parse_args()
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenario: {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="hfget-bench-"))
     hub = Hub(work / "hub").start()
     try:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"{platform.system()} {platform.release()}", flush=True)
+              f"{platform.system()} {platform.release()}; aria2c: {ARIA2C or 'not installed'}", flush=True)
         expected = build_repos(hub, work)
         print(f"test Hub raw single-stream speed: {raw_speed(hub) / 1e6:.0f} MB/s", flush=True)
-        print(f"{'scenario':10} {'hfget s':>9} {'hf s':>9} {'ratio':>7} {'target':>7}  met", flush=True)
-        all_met = True
-        unknown = set(args.scenarios) - set(SCENARIOS)
-        if unknown:
-            raise SystemExit(f"unknown scenario: {', '.join(sorted(unknown))}")
-        for name in args.scenarios or list(SCENARIOS):
-            scenario = SCENARIOS[name]
-            times = run_startup(args.runs) if name == "startup" else run_download(scenario, hub, work, expected,
-                                                                                   args.runs)
-            ours, theirs = statistics.median(times["hfget"]), statistics.median(times["hf"])
-            ratio = theirs / ours
-            met = ratio >= scenario.target
-            all_met &= met
-            print(f"{name:10} {ours:9.3f} {theirs:9.3f} {ratio:6.2f}x {scenario.target:6.2f}x  "
-                  f"{'yes' if met else 'NO'}", flush=True)
-        print("all targets met" if all_met else "some targets missed")
+        print(f"{'scenario':9} {'hfget':>12} {'other':>9} {'vs':>6}  {'physical limit':34} {'ratio':>6} target",
+              flush=True)
+        results = [report(name, run_scenario(name, hub, work, expected, args.runs))
+                   for name in args.scenarios or list(SCENARIOS)]
+        print("all targets met" if all(results) else "some targets missed")
     finally:
         hub.stop()
         shutil.rmtree(work, ignore_errors=True)

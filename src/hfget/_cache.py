@@ -117,7 +117,7 @@ class CacheStore:
         try:
             os.replace(partial, blob)
             self._make_parent(target)
-            self._link(blob, target)
+            self._link(blob, target, _up_to_blobs(file))
         except OSError as error:
             raise storage_error(error, target) from None
 
@@ -128,7 +128,7 @@ class CacheStore:
         try:
             target = self.output_path(commit) / file.path
             self._make_parent(target)
-            self._link(self._blob(file), target)
+            self._link(self._blob(file), target, _up_to_blobs(file))
         except OSError:
             return False
         return True
@@ -139,8 +139,8 @@ class CacheStore:
             parent.mkdir(parents=True, exist_ok=True)
             self._made.add(parent)
 
-    def _link(self, blob: Path, target: Path) -> None:
-        if self._symlinks is not False and self._symlink(blob, target):
+    def _link(self, blob: Path, target: Path, relative: str) -> None:
+        if self._symlinks is not False and self._symlink(relative, target):
             return
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
@@ -149,9 +149,8 @@ class CacheStore:
             shutil.copyfile(blob, tmp)
         os.replace(tmp, target)
 
-    def _symlink(self, blob: Path, target: Path) -> bool:
+    def _symlink(self, relative: str, target: Path) -> bool:
         """A relative symlink, replacing whatever is there atomically; False where symlinks do not work."""
-        relative = os.path.relpath(blob, target.parent)
         try:
             try:
                 os.symlink(relative, target)  # the common case: nothing there yet
@@ -176,6 +175,12 @@ class CacheStore:
             write_atomically(path, commit)
         except OSError as error:
             raise storage_error(error, path) from None
+
+
+def _up_to_blobs(file: RemoteFile) -> str:
+    """The symlink from snapshots/<commit>/<path> to blobs/<etag>, as huggingface_hub writes it (relative), made
+    without os.path.relpath (two getcwd calls and a normalisation per file); listed paths are checked safe."""
+    return "../" * (file.path.count("/") + 2) + f"blobs/{file.etag}"
 
 
 class LocalDirStore:

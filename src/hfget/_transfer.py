@@ -24,7 +24,6 @@ from it; it must return quickly.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -93,7 +92,12 @@ class Transfers:
         self.hasher = PrefixHasher()
         self.locks: BlobLocks | None = None
         self.exchange: Exchange
-        self._results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        # outcomes are gathered under a lock and the main thread is woken once, when all are in or one is fatal:
+        # a wake-up per file (a queue) cost a thread switch and a GIL hand-over for every small file
+        self._outcomes: list[Outcome] = []
+        self._expected = 0
+        self._outcomes_lock = threading.Lock()
+        self._all_in = threading.Event()
 
     # -- the run -----------------------------------------------------------------------------------------------
 
@@ -121,10 +125,17 @@ class Transfers:
         return Task(file, self.destination.partial_path(file), large)
 
     def _collect(self, count: int) -> tuple[list[FileDownloadError], int]:
+        with self._outcomes_lock:
+            self._expected = count
+            if len(self._outcomes) >= count:
+                self._all_in.set()
+        while not self._all_in.wait(0.2):  # short waits, so Ctrl-C reaches the main thread promptly
+            pass
         failures: list[FileDownloadError] = []
         received = 0
-        for _ in range(count):
-            _, outcome = self._next_result()
+        with self._outcomes_lock:
+            outcomes = list(self._outcomes)
+        for _, outcome in outcomes:
             if isinstance(outcome, FileDownloadError):
                 failures.append(outcome)
             elif isinstance(outcome, BaseException):
@@ -132,13 +143,6 @@ class Transfers:
             else:
                 received += outcome
         return failures, received
-
-    def _next_result(self) -> Outcome:
-        while True:  # short waits, so Ctrl-C reaches the main thread promptly
-            try:
-                return self._results.get(timeout=0.2)
-            except queue.Empty:
-                continue
 
     def _stop(self, threads: list[threading.Thread]) -> None:
         self.cancel.set()
@@ -185,7 +189,11 @@ class Transfers:
                 task.try_move(State.FAILED)
         self.scheduler.retire(task)
         self.release(task)
-        self._results.put((task, outcome))
+        with self._outcomes_lock:
+            self._outcomes.append((task, outcome))
+            fatal = isinstance(outcome, BaseException) and not isinstance(outcome, FileDownloadError)
+            if fatal or (self._expected and len(self._outcomes) >= self._expected):
+                self._all_in.set()
 
     def own(self, task: Task) -> bool:
         """True once this process owns the file; else the file waits for another process, or is done."""
