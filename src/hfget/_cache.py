@@ -63,7 +63,8 @@ class CacheStore:
         self.storage = self.cache_dir / repo_folder_name(repo_id=repo.repo_id, repo_type=repo.repo_type)
         # read as huggingface_hub reads it (its constants): "0" or "false" keeps symlinks on
         self._symlinks: bool | None = False if constants.HF_HUB_DISABLE_SYMLINKS else None
-        self._made: set[Path] = set()
+        self._root = str(self.storage)  # the per-file paths below are plain strings: pathlib cost ~0.1 ms a file
+        self._made: set[str] = set()
 
     def prepare(self) -> None:
         try:
@@ -88,19 +89,19 @@ class CacheStore:
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None:
         _compat.write_tree(self.storage, commit, files)
 
-    def _blob(self, file: RemoteFile) -> Path:
-        return self.storage / "blobs" / file.etag
+    def _blob(self, file: RemoteFile) -> str:
+        return f"{self._root}/blobs/{file.etag}"
 
     def is_present(self, commit: str, file: RemoteFile) -> bool:
         try:  # plain strings: this runs for every file of every re-run
-            return os.stat(f"{self.storage}/snapshots/{commit}/{file.path}").st_size == file.size
+            return os.stat(f"{self._root}/snapshots/{commit}/{file.path}").st_size == file.size
         except OSError:
             return False
 
     def can_adopt(self, file: RemoteFile) -> bool:
         """A verified blob of the same content is there (another path or commit): a link, no fetch."""
         try:
-            return self._blob(file).stat().st_size == file.size
+            return os.stat(self._blob(file)).st_size == file.size
         except OSError:
             return False
 
@@ -113,49 +114,49 @@ class CacheStore:
 
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None:
         blob = self._blob(file)
-        target = self.output_path(commit) / file.path
+        target = f"{self._root}/snapshots/{commit}/{file.path}"
         try:
             os.replace(partial, blob)
             self._make_parent(target)
             self._link(blob, target, _up_to_blobs(file))
         except OSError as error:
-            raise storage_error(error, target) from None
+            raise storage_error(error, Path(target)) from None
 
     def adopt(self, commit: str, file: RemoteFile) -> bool:
         """Link an already verified blob (same content under another path or commit) into the snapshot."""
         if not self.can_adopt(file):
             return False
         try:
-            target = self.output_path(commit) / file.path
+            target = f"{self._root}/snapshots/{commit}/{file.path}"
             self._make_parent(target)
             self._link(self._blob(file), target, _up_to_blobs(file))
         except OSError:
             return False
         return True
 
-    def _make_parent(self, target: Path) -> None:
-        parent = target.parent
+    def _make_parent(self, target: str) -> None:
+        parent = os.path.dirname(target)
         if parent not in self._made:  # thousands of files share a few folders: one mkdir each
-            parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
 
-    def _link(self, blob: Path, target: Path, relative: str) -> None:
+    def _link(self, blob: str, target: str, relative: str) -> None:
         if self._symlinks is not False and self._symlink(relative, target):
             return
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = _beside(target)
         try:
             os.link(blob, tmp)
         except OSError:
             shutil.copyfile(blob, tmp)
         os.replace(tmp, target)
 
-    def _symlink(self, relative: str, target: Path) -> bool:
+    def _symlink(self, relative: str, target: str) -> bool:
         """A relative symlink, replacing whatever is there atomically; False where symlinks do not work."""
         try:
             try:
                 os.symlink(relative, target)  # the common case: nothing there yet
             except FileExistsError:
-                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+                tmp = _beside(target)
                 os.symlink(relative, tmp)
                 os.replace(tmp, target)
         except OSError:
@@ -175,6 +176,12 @@ class CacheStore:
             write_atomically(path, commit)
         except OSError as error:
             raise storage_error(error, path) from None
+
+
+def _beside(target: str) -> str:
+    """A temporary name in the target's folder, to put a link in place with one atomic rename."""
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _up_to_blobs(file: RemoteFile) -> str:

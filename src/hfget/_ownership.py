@@ -20,7 +20,6 @@ import hashlib
 import os
 import socket
 import time
-import uuid
 from pathlib import Path
 
 from . import _resume
@@ -90,7 +89,7 @@ def _base(parked: Path) -> str:
 
 
 def owned_name(parked: Path) -> Path:
-    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:6]}.incomplete")
+    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{os.urandom(3).hex()}.incomplete")
 
 
 _LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
