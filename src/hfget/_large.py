@@ -52,7 +52,7 @@ def start(run: Transfers, task: Task) -> None:
         task.move(State.RUNNING)
         run.written(task, ledger.contiguous_prefix())
     assert segment is not None
-    run_segment(run, task, segment)
+    run_segment(run, task, segment, probe=True)
 
 
 def _open(run: Transfers, task: Task) -> Ledger:
@@ -78,14 +78,16 @@ def _hash_job(task: Task, ledger: Ledger) -> HashJob:
     return HashJob(task.fd, ContentHash(task.file), prefix)
 
 
-def run_segment(run: Transfers, task: Task, segment: Segment) -> None:
+def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = False) -> None:
+    """Fetch one range on one connection, from the endpoint in use for a probe, else where _spread.py says."""
+    endpoint = run.spread.choose(run.mirrors.current if probe else None)
     try:
         asked_end = segment.end  # a split may move segment.end down while the request is in flight
-        response = run.exchange.open(task.file, task.link, segment.http_range())
+        response = run.exchange.open(task.file, task.link_to(endpoint), segment.http_range(), endpoint)
         try:
             check_reply(response, task.file, segment.position, asked_end)
             segment = _range_support(run, task, segment, response.status_code)
-            _write(run, task, segment, response)
+            _write(run, task, segment, response, endpoint)
         finally:
             response.close()
     except Transient as error:
@@ -94,6 +96,8 @@ def run_segment(run: Transfers, task: Task, segment: Segment) -> None:
     except BaseException:
         _release(run, task, segment)
         raise
+    finally:
+        run.spread.closed(endpoint)
     if segment.position < segment.end:
         _segment_failed(run, task, segment, Transient(
             f"connection closed at byte {segment.position}, range ended at {segment.end}"))
@@ -131,7 +135,7 @@ def _one_stream(run: Transfers, task: Task) -> Segment:
     return segment
 
 
-def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Response) -> None:
+def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Response, endpoint: str) -> None:
     file, fd, ledger, job = task.file, task.fd, task.ledger, task.hash_job
     assert fd is not None and ledger is not None and job is not None
     received = 0
@@ -153,6 +157,7 @@ def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Respon
                 prefix = ledger.contiguous_prefix()
                 run.written(task, prefix)
             received += len(chunk)
+            run.spread.delivered(endpoint, len(chunk))
             _progress(run, task, len(chunk), prefix - job.content.length >= PrefixHasher.BLOCK or ledger.complete)
     finally:
         with task.lock:

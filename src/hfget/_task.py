@@ -87,7 +87,7 @@ class Task:
     state: State = State.QUEUED
     partial: Path | None = None  # our own partial, once claimed
     blob_lock: str | None = None  # the key of the BlobLocks lock that says "this process fetches it"
-    link: Link = field(default_factory=Link)
+    links: dict[str, Link] = field(default_factory=dict)  # endpoint -> where it last sent this file's body
     ledger: Ledger | None = None
     fd: int | None = None
     hash_job: HashJob | None = None
@@ -114,6 +114,10 @@ class Task:
             return False
         self.state = to
         return True
+
+    def link_to(self, endpoint: str) -> Link:
+        """The CDN link `endpoint` gave for this file (each mirror gives its own; empty until it answered)."""
+        return self.links.setdefault(endpoint, Link())
 
     def first_time(self, notice: str) -> bool:
         if notice in self.reported:
