@@ -9,6 +9,8 @@ Scenarios (issue #3):
     local    no cap, no latency, 2 x 512 MiB plus 200 small files           target >= 1.25x
     no-op    the `many` repo again, everything already in the cache         target >= 2x
     startup  `hfget --help` against `hf --help`                             target >= 3x
+    two-mirrors  hfget from two mirrors of one commit against hfget from one, each mirror capped at
+             20 MB/s per connection and 60 MB/s in all, 40 ms latency, 2 x 512 MiB   target >= 1.7x (issue 11)
 
 Runs of the two tools alternate; each download goes to a fresh cache and every output file is checked against
 the source's sha256 before its time counts. The Hub is tests/hub.py, serving bodies with sendfile; its raw
@@ -52,6 +54,7 @@ SCENARIOS = {
     "local": Scenario("local", 1.25),
     "no-op": Scenario("no-op", 2.0, latency=0.040),
     "startup": Scenario("startup", 3.0),
+    "two-mirrors": Scenario("two-mirrors", 1.7, rate=20e6, latency=0.040),
 }
 
 
@@ -140,6 +143,44 @@ def _snapshot(cache: Path, repo: str) -> Path:
     return next(folder.iterdir())
 
 
+def run_two_mirrors(scenario: Scenario, hub: Hub, work: Path, expected, runs: int) -> dict[str, list[float]]:
+    """hfget from two mirrors (key "hfget") against hfget from the first of them alone (key "hf"): the same repo
+    and commit on a second Hub, each Hub capped per connection and in total. Besides wall times, prints each
+    mirror's share of the body bytes and the ratio of transfer times read from the Hubs' logs (first file request
+    to last body byte), which leaves out start-up and the final hash check."""
+    second = Hub(work / "hub-2").start()
+    second.mirror_of(hub, "bench/mirror")
+    times: dict[str, list[float]] = {"hfget": [], "hf": []}
+    spans: dict[str, list[float]] = {"hfget": [], "hf": []}
+    try:
+        for mirror in (hub, second):
+            mirror.rate, mirror.total_rate, mirror.latency = scenario.rate, 60e6, scenario.latency
+        for run in range(runs):
+            for key in (("hfget", "hf") if run % 2 == 0 else ("hf", "hfget")):
+                mirrors = [hub, second] if key == "hfget" else [hub]
+                cache = work / f"cache-mirrors-{key}-{run}"
+                cmd = [str(BIN / "hfget"), "bench/mirror", "--cache-dir", str(cache), "-q"]
+                cmd += [arg for mirror in mirrors for arg in ("--mirror", mirror.url)]
+                for mirror in mirrors:
+                    mirror.clear_log()
+                seconds, output = timed(cmd, environment(hub, work / "home-mirrors"))
+                check_output(Path(output), expected["bench/mirror"])
+                times[key].append(seconds)
+                gets = [s for mirror in mirrors for s in mirror.file_gets()]
+                spans[key].append(max(s.done for s in gets) - min(s.at for s in gets))
+                if key == "hfget":
+                    shares = [sum(s.sent for s in mirror.file_gets()) / MiB for mirror in mirrors]
+                    print(f"  two mirrors, run {run + 1}: {shares[0]:.0f} MiB + {shares[1]:.0f} MiB", flush=True)
+                shutil.rmtree(cache, ignore_errors=True)
+    finally:
+        hub.total_rate = None
+        second.stop()
+    one, two = statistics.median(spans["hf"]), statistics.median(spans["hfget"])
+    print(f"  transfer time from the Hubs' logs: one mirror {one:.2f} s, two {two:.2f} s, {one / two:.2f}x; "
+          "below, 'hfget s' is two mirrors and 'hf s' one", flush=True)
+    return times
+
+
 def run_startup(runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"hfget": [], "hf": []}
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
@@ -183,8 +224,8 @@ def main() -> None:
             raise SystemExit(f"unknown scenario: {', '.join(sorted(unknown))}")
         for name in args.scenarios or list(SCENARIOS):
             scenario = SCENARIOS[name]
-            times = run_startup(args.runs) if name == "startup" else run_download(scenario, hub, work, expected,
-                                                                                   args.runs)
+            runner = {"two-mirrors": run_two_mirrors}.get(name, run_download)
+            times = run_startup(args.runs) if name == "startup" else runner(scenario, hub, work, expected, args.runs)
             ours, theirs = statistics.median(times["hfget"]), statistics.median(times["hf"])
             ratio = theirs / ours
             met = ratio >= scenario.target
