@@ -2,8 +2,9 @@
 
     start        claim the file, load the ledger from the resume sidecar, open the partial at its final size,
                  send the first ranged GET (the probe)
-    run_segment  one connection's range: a 206 proves Range works and lets others join (Task.cap); a 200 means
-                 the server ignores Range, so the file becomes one stream from byte 0
+    run_segment  one connection's range, from the mirror _spread.py chose: a 206 proves Range works and lets
+                 others join (Task.cap); a 200 means the server ignores Range, so the file becomes one stream
+                 from byte 0; a range whose mirror is dropped mid-way stops there and gives back the rest
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
 Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
@@ -98,6 +99,9 @@ def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = F
         raise
     finally:
         run.spread.closed(endpoint)
+    if segment.position < segment.end and not run.mirrors.healthy(endpoint):
+        _release(run, task, segment)  # the mirror was dropped (it failed or lagged): the rest goes elsewhere
+        return
     if segment.position < segment.end:
         _segment_failed(run, task, segment, Transient(
             f"connection closed at byte {segment.position}, range ended at {segment.end}"))
@@ -142,6 +146,8 @@ def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Respon
     try:
         for chunk in chunks(response):
             run.check_cancelled()
+            if not run.mirrors.healthy(endpoint):
+                break  # dropped for the run: this range's rest is fetched from the others (_spread.py)
             with task.lock:
                 room = segment.end - segment.position
                 if room <= 0:

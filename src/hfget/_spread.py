@@ -7,18 +7,26 @@ every healthy mirror serving the commit, and each mirror gets work in proportion
   its range takes half of the largest range still in flight (_pieces.py), so a fast mirror's connections end up
   fetching more of the file than a slow one's. What is left to decide is where each new request goes.
 - Each endpoint has a meter: the bytes per second all of its ranges together delivered over the last window
-  (every file counts: a mirror's cap is on the mirror, not on one file). A request goes first to an endpoint never
-  tried in this run (with nothing in flight); else to the endpoint whose measured speed divided by its requests in
-  flight plus this one is the highest. That is D'Hondt's apportionment: requests in flight end up in proportion to
-  the speed each mirror delivers. A mirror capped in total (60 MB/s in all, however many connections) measures
-  the same total with more connections, so its share per connection falls and new requests go elsewhere; a mirror
-  capped only per connection measures more with each connection it gets, so it keeps getting them. An endpoint
-  tried but not measured yet counts as delivering what the best one delivers per connection, so a burst of new
-  connections (a file ramping up) alternates between mirrors instead of piling on one.
-- How many connections a file holds is not decided here: that is Task.cap (the file's size, the budget, and
-  whether the machine or the streams are the limit). The selector only places them.
-- A mirror that fails is dropped for the rest of the run by the evidence rules of _mirrors.py; only the healthy
-  ones are offered (`Mirrors.remaining`), so a dropped mirror's meter is simply never read again.
+  (every file counts: a mirror's cap is on the mirror, not on one file), and per connection (bytes over the
+  connection-seconds of the window, so connections opened mid-window count for the time they were open). A window
+  begins with the first byte, so a far mirror's round trip is not read as slowness.
+- A request goes first to an endpoint never tried in this run (with nothing in flight); else to the endpoint whose
+  measured speed divided by its requests in flight plus this one is the highest. That is D'Hondt's apportionment:
+  requests in flight end up in proportion to the speed each mirror delivers. A mirror capped in total (60 MB/s in
+  all, however many connections) measures the same total with more connections, so its share per connection falls
+  and new requests go elsewhere; a mirror capped only per connection measures more with each connection it gets,
+  so it keeps getting them. An endpoint tried but not measured yet counts as delivering what the best one delivers
+  per connection, so a burst of new connections (a file ramping up) alternates between mirrors instead of piling
+  on one. How many connections a file holds is not decided here but by Task.cap (its size, the budget, and
+  whether the machine or the streams are the limit); the selector only places them.
+- A mirror that lags is dropped for the rest of the run, as one that fails is: when its connections deliver less
+  than 1/`LAGS_BEHIND` of the best mirror's, both per connection and in all (so neither a mirror saturated by many
+  connections nor a capped one tried with a single connection counts as lagging), `Mirrors.fail_over` drops it and
+  its ranges in flight stop where they are (_large.py), so a slow mirror never holds the last piece of a file.
+  Without this, a mirror ten times slower than the other would keep the range it was given first (work stealing
+  splits no range below the ledger's minimum) and finish it long after the others.
+- A mirror that fails is dropped by the evidence rules of _mirrors.py; only the healthy ones are offered
+  (`Mirrors.remaining`), so a dropped mirror's meter is simply never read again.
 - A file's first range (the probe, which must prove that Range works) and small files go to the endpoint in use
   (`Mirrors.current`): with one mirror, and before any file is large, everything is as it was without spreading.
 """
@@ -32,25 +40,41 @@ from dataclasses import dataclass
 from ._mirrors import Mirrors
 
 WINDOW = 0.25  # seconds of delivery one measurement covers
+LAGS_BEHIND = 8  # a mirror delivering less than an eighth of the best (per connection and in all) is dropped
 
 
 @dataclass
 class Meter:
-    """What one endpoint delivers: requests in flight, bytes per second over the last window (None: not yet)."""
+    """What one endpoint delivers: requests in flight, bytes per second over the last window, in all and per
+    connection (None: not measured yet)."""
 
     in_flight: int = 0
-    since: float = 0.0
+    since: float = 0.0  # when the window began (its first byte); 0: not begun
+    mark: float = 0.0  # when `busy` was last brought up to date
+    busy: float = 0.0  # connection-seconds in the window
     nbytes: int = 0
     speed: float | None = None
-    delivered: int = 0  # bytes this run (for reports and tests)
+    per_connection: float = 0.0
 
-    def add(self, nbytes: int, now: float) -> None:
+    def count(self, now: float, change: int = 0) -> None:
+        """Bring the connection-seconds up to date, then change the requests in flight."""
+        if self.since:
+            self.busy += self.in_flight * (now - self.mark)
+        self.mark = now
+        self.in_flight += change
+
+    def add(self, nbytes: int, now: float) -> bool:
+        """Count bytes; True when a window closed and the speeds were measured again."""
+        if not self.since:
+            self.since = self.mark = now
+        self.count(now)
         self.nbytes += nbytes
-        self.delivered += nbytes
         elapsed = now - self.since
-        if elapsed >= WINDOW:
-            self.speed = self.nbytes / elapsed
-            self.since, self.nbytes = now, 0
+        if elapsed < WINDOW or self.busy <= 0:
+            return False
+        self.speed, self.per_connection = self.nbytes / elapsed, self.nbytes / self.busy
+        self.since, self.nbytes, self.busy = now, 0, 0.0
+        return True
 
 
 class Spread:
@@ -70,14 +94,14 @@ class Spread:
                 untried = [e for e, m in zip(healthy, meters, strict=True) if m.speed is None and not m.in_flight]
                 endpoint = untried[0] if untried else healthy[self._best(meters)]
             meter = self._meters.setdefault(endpoint, Meter())
-            if not meter.in_flight:  # a fresh window: idle time says nothing of speed
-                meter.since, meter.nbytes = time.monotonic(), 0
-            meter.in_flight += 1
+            if not meter.in_flight:  # a fresh window, from the first byte: idle time says nothing of speed
+                meter.since, meter.nbytes, meter.busy = 0.0, 0, 0.0
+            meter.count(time.monotonic(), +1)
             return endpoint
 
     @staticmethod
     def _best(meters: list[Meter]) -> int:
-        measured = [m.speed / max(1, m.in_flight) for m in meters if m.speed is not None]
+        measured = [m.per_connection for m in meters if m.speed is not None]
         default = max(measured, default=1.0)  # tried, not measured yet: as good as the best per connection
 
         def share(index: int) -> tuple[float, int]:
@@ -88,18 +112,32 @@ class Spread:
         return max(range(len(meters)), key=share)
 
     def delivered(self, endpoint: str, nbytes: int) -> None:
+        """Bytes of a range from `endpoint` arrived; a mirror found lagging is dropped."""
         with self._lock:
             meter = self._meters.get(endpoint)
-            if meter is not None:
-                meter.add(nbytes, time.monotonic())
+            if meter is None or not meter.add(nbytes, time.monotonic()):
+                return
+            laggard = self._laggard()
+        if laggard is not None:
+            self.mirrors.fail_over(*laggard)
+
+    def _laggard(self) -> tuple[str, str] | None:
+        """(reason, endpoint) for a healthy mirror that delivers far less than the best, if one does."""
+        measured = {e: m for e, m in self._meters.items()
+                    if m.speed is not None and m.in_flight and self.mirrors.healthy(e)}
+        if len(measured) < 2:
+            return None
+        best = max(measured, key=lambda e: measured[e].speed or 0.0)
+        fastest = max(m.per_connection for m in measured.values())
+        for endpoint, meter in measured.items():
+            total = meter.speed or 0.0
+            if total * LAGS_BEHIND < (measured[best].speed or 0.0) and meter.per_connection * LAGS_BEHIND < fastest:
+                return (f"it delivers {total / 1e6:.1f} MB/s, less than 1/{LAGS_BEHIND} of the "
+                        f"{(measured[best].speed or 0.0) / 1e6:.1f} MB/s of {best}", endpoint)
+        return None
 
     def closed(self, endpoint: str) -> None:
         with self._lock:
             meter = self._meters.get(endpoint)
             if meter is not None and meter.in_flight > 0:
-                meter.in_flight -= 1
-
-    def bytes_from(self) -> dict[str, int]:
-        """Bytes each endpoint delivered to ranges placed here, this run."""
-        with self._lock:
-            return {e: m.delivered for e, m in self._meters.items()}
+                meter.count(time.monotonic(), -1)
