@@ -130,8 +130,23 @@ def test_one_mirror_of_several_left_is_used_for_everything_as_before(hub: Hub, s
     assert len(_ranged(hub)) >= 2 and second_hub.file_gets() == []
 
 
+def test_a_pinned_commit_is_fetched_from_the_first_mirror_alone(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(32 * MiB)
+    commit = _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+
+    result = run_hfget("org/model", "-r", commit, "--mirror", hub.url, "--mirror", second_hub.url,
+                       "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert len(_ranged(hub)) >= 2  # the file did take several connections...
+    assert second_hub.log == []  # ...none to a mirror not known to serve the commit
+
+
 def test_new_ranges_go_where_they_add_speed():
-    spread = Spread(Mirrors(["a", "b"], on_switch=lambda *_: None))
+    mirrors = Mirrors(["a", "b"], on_switch=lambda *_: None)
+    assert Spread(mirrors).choose() == "a" and mirrors.serving == ("a",)  # not known to serve the commit yet
+    mirrors.keep(["a", "b"])  # a revision lookup found both serving it
+    spread = Spread(mirrors)
     assert spread.choose("a") == "a"  # a probe goes where it is told
     assert spread.choose() == "b"  # never tried: tried next
     assert [spread.choose() for _ in range(4)] == ["a", "b", "a", "b"]  # nothing measured: alternate

@@ -1,8 +1,11 @@
 """The endpoints a run may use and fail-over between them: one selector for metadata and file transfers alike.
 
 The endpoints are kept in the order given; the first healthy one is the endpoint in use (`current`): metadata,
-small files and each large file's first range go there. When several serve the run's commit, the other healthy
-ones take ranges of large files too (_spread.py places them), so evidence is counted per endpoint.
+small files and each large file's first range go there. When several are known to serve the run's commit
+(`serving`: a revision lookup found it on each, see `keep`), the others take ranges of large files too
+(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up nowhere,
+so then the others are only there to fail over to, as before spreading: a mirror that lacks the commit, or
+refuses the token, is never asked for a range it cannot serve.
 Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
 a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
 healthy one is left, and any good answer from it clears its count. A metadata request that fails for good drops
@@ -26,6 +29,7 @@ class Mirrors:
             raise ValueError("at least one endpoint")
         self._endpoints = tuple(endpoints)  # the healthy ones, in the order given
         self._points: dict[str, int] = {}
+        self._confirmed = False  # every endpoint left was found serving the run's commit
         self._lock = threading.Lock()
         self._on_switch = on_switch
 
@@ -38,6 +42,11 @@ class Mirrors:
         """The healthy endpoints: the one in use first, then the others, in their order."""
         return self._endpoints
 
+    @property
+    def serving(self) -> tuple[str, ...]:
+        """The healthy endpoints known to serve the run's commit: all once `keep` chose them, else the one in use."""
+        return self._endpoints if self._confirmed else self._endpoints[:1]
+
     def healthy(self, endpoint: str) -> bool:
         return endpoint in self._endpoints
 
@@ -47,7 +56,7 @@ class Mirrors:
         with self._lock:
             kept = tuple(e for e in self._endpoints if e in endpoints)
             if kept:
-                self._endpoints, self._points = kept, {}
+                self._endpoints, self._points, self._confirmed = kept, {}, True
 
     def blame(self, points: int, reason: str, endpoint: str | None = None) -> bool:
         """Count evidence against `endpoint` (default: the one in use); True if it was dropped for the run."""

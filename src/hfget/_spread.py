@@ -21,12 +21,17 @@ every healthy mirror serving the commit, and each mirror gets work in proportion
   whether the machine or the streams are the limit); the selector only places them.
 - A mirror that lags is dropped for the rest of the run, as one that fails is: when its connections deliver less
   than 1/`LAGS_BEHIND` of the best mirror's, both per connection and in all (so neither a mirror saturated by many
-  connections nor a capped one tried with a single connection counts as lagging), `Mirrors.fail_over` drops it and
-  its ranges in flight stop where they are (_large.py), so a slow mirror never holds the last piece of a file.
+  connections nor a capped one tried with a single connection counts as lagging), in `LAG_WINDOWS` of its windows
+  in a row (a second: a pause of the whole machine, which one window of one mirror covers and an earlier window of
+  another did not, drops no one), `Mirrors.fail_over` drops it and its ranges in flight stop where they are
+  (_large.py), so a slow mirror never holds the last piece of a file. The others' last measurements count even
+  when they have nothing in flight now: at the end of a file, the fast mirror is idle precisely because the slow
+  one holds the last ranges.
   Without this, a mirror ten times slower than the other would keep the range it was given first (work stealing
   splits no range below the ledger's minimum) and finish it long after the others.
-- A mirror that fails is dropped by the evidence rules of _mirrors.py; only the healthy ones are offered
-  (`Mirrors.remaining`), so a dropped mirror's meter is simply never read again.
+- A mirror that fails is dropped by the evidence rules of _mirrors.py; only the healthy ones that a revision
+  lookup found serving the commit are offered (`Mirrors.serving`; for a commit the user pinned, that is the one
+  in use alone), so a dropped mirror's meter is simply never read again.
 - A file's first range (the probe, which must prove that Range works) and small files go to the endpoint in use
   (`Mirrors.current`): with one mirror, and before any file is large, everything is as it was without spreading.
 """
@@ -40,7 +45,8 @@ from dataclasses import dataclass
 from ._mirrors import Mirrors
 
 WINDOW = 0.25  # seconds of delivery one measurement covers
-LAGS_BEHIND = 8  # a mirror delivering less than an eighth of the best (per connection and in all) is dropped
+LAGS_BEHIND = 8  # a mirror delivering less than an eighth of the best (per connection and in all)...
+LAG_WINDOWS = 4  # ...in this many of its windows in a row (a second) is dropped
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Meter:
     nbytes: int = 0
     speed: float | None = None
     per_connection: float = 0.0
+    lagging: int = 0  # windows in a row it lagged behind the best
 
     def count(self, now: float, change: int = 0) -> None:
         """Bring the connection-seconds up to date, then change the requests in flight."""
@@ -87,7 +94,7 @@ class Spread:
 
     def choose(self, endpoint: str | None = None) -> str:
         """The endpoint for a new range (`endpoint` if given: a probe), counted as in flight there until `closed`."""
-        healthy = self.mirrors.remaining
+        healthy = self.mirrors.serving
         with self._lock:
             meters = [self._meters.setdefault(e, Meter()) for e in healthy]
             if endpoint is None:
@@ -115,25 +122,23 @@ class Spread:
         """Bytes of a range from `endpoint` arrived; a mirror found lagging is dropped."""
         with self._lock:
             meter = self._meters.get(endpoint)
-            if meter is None or not meter.add(nbytes, time.monotonic()):
+            now = time.monotonic()
+            if meter is None or not meter.add(nbytes, now):
                 return
-            laggard = self._laggard()
-        if laggard is not None:
-            self.mirrors.fail_over(*laggard)
+            behind = self._behind(endpoint, meter)
+            meter.lagging = meter.lagging + 1 if behind else 0
+            drop = behind if meter.lagging >= LAG_WINDOWS else None
+        if drop is not None:
+            self.mirrors.fail_over(drop, endpoint)
 
-    def _laggard(self) -> tuple[str, str] | None:
-        """(reason, endpoint) for a healthy mirror that delivers far less than the best, if one does."""
-        measured = {e: m for e, m in self._meters.items()
-                    if m.speed is not None and m.in_flight and self.mirrors.healthy(e)}
-        if len(measured) < 2:
-            return None
-        best = max(measured, key=lambda e: measured[e].speed or 0.0)
-        fastest = max(m.per_connection for m in measured.values())
-        for endpoint, meter in measured.items():
-            total = meter.speed or 0.0
-            if total * LAGS_BEHIND < (measured[best].speed or 0.0) and meter.per_connection * LAGS_BEHIND < fastest:
-                return (f"it delivers {total / 1e6:.1f} MB/s, less than 1/{LAGS_BEHIND} of the "
-                        f"{(measured[best].speed or 0.0) / 1e6:.1f} MB/s of {best}", endpoint)
+    def _behind(self, endpoint: str, meter: Meter) -> str | None:
+        """Why `endpoint`'s window just measured lags far behind another mirror's last one, if it does."""
+        speed = meter.speed or 0.0
+        for other, best in self._meters.items():
+            if (other != endpoint and self.mirrors.healthy(other) and speed * LAGS_BEHIND < (best.speed or 0.0)
+                    and meter.per_connection * LAGS_BEHIND < best.per_connection):
+                return (f"it delivers {speed / 1e6:.1f} MB/s, less than 1/{LAGS_BEHIND} of the "
+                        f"{(best.speed or 0) / 1e6:.1f} MB/s of {other}")
         return None
 
     def closed(self, endpoint: str) -> None:
