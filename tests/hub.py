@@ -18,11 +18,14 @@ It implements the download side of ../shared/hub-protocol.md, closely enough tha
 `Hub(..., tls=context)` serves both origins over TLS (https:// URLs) with a server context the test made.
 
 Repos are built by the test from bytes or files on disk (`Hub.create_repo`, `Hub.commit`, `Hub.tag`,
-`Hub.open_pr`). Every request served is appended to `Hub.log` (origin, method, path, Range, whether an
-Authorization header came, the peer's address and port, every header, status, the fault applied if any, when it
-arrived and when it was done, and every body byte written to the socket, faulted bodies included), so tests
-assert on traffic. Knobs a test may set at any time:
+`Hub.open_pr`); `hub2.mirror_of(hub1, repo_id)` serves one of hub1's repos, every commit, ref and date the same,
+as a second origin of the same content (several mirrors of one Hub). Every request served is appended to
+`Hub.log` (origin, method, path, Range, whether an Authorization header came, the peer's address and port, every
+header, status, the fault applied if any, when it arrived and when it was done, and every body byte written to
+the socket, faulted bodies included), so tests assert on traffic. Knobs a test may set at any time:
 - `rate`: bytes/s per response body, i.e. per TCP stream (a mirror or CDN capping each connection);
+- `total_rate`: bytes/s for all the bodies this Hub sends at once, both origins together (a mirror's uplink, or
+  its overall cap: more connections to it stop helping past it);
 - `latency`: seconds every request waits before its first byte (a round trip to a far server);
 - `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
 - `cdn_url_uses`: how many requests one signed CDN URL serves before it answers 403 (expired);
@@ -177,6 +180,8 @@ class Hub:
         self.resolve_cache_redirect = False  # answer regular files with a relative 307, as huggingface.co does
         self.redirect_to: str | None = None  # answer every resolve with a 302 to this Location (a hostile mirror)
         self.rate: float | None = None  # bytes per second per response body
+        self.total_rate: float | None = None  # bytes per second for all bodies at once (see `_pace`)
+        self._total_next = 0.0  # when the shared budget of `total_rate` is free again
         self.latency: float = 0.0  # seconds before each response
         self.cdn_url_uses: int | None = None  # requests a signed CDN URL serves before it expires
         self._url_uses: dict[str, int] = {}
@@ -277,6 +282,16 @@ class Hub:
         repo.refs[branch] = sha
         repo.dates.setdefault(sha, _next_date())
         return sha
+
+    def mirror_of(self, other: Hub, repo_id: str, *, repo_type: str = "model") -> None:
+        """Serve `other`'s repo as it is now: the same commits (shas and dates), refs, tags and bytes (the blob
+        files on disk are shared, read only). Later commits on either Hub are their own."""
+        source = other.repos[(repo_type, repo_id)]
+        self.repos[(repo_type, repo_id)] = Repo(
+            repo_type=repo_type, repo_id=repo_id, commits={sha: dict(tree) for sha, tree in source.commits.items()},
+            refs=dict(source.refs), tags=set(source.tags), dates=dict(source.dates), private=source.private,
+            gated=source.gated, granted_tokens=set(source.granted_tokens))
+        self.tokens |= source.granted_tokens
 
     def tag(self, repo_id: str, name: str, sha: str, *, repo_type: str = "model") -> None:
         repo = self.repos[(repo_type, repo_id)]
@@ -400,6 +415,20 @@ class Hub:
             if kind == "corrupt":
                 return Fault("corrupt")
             return Fault(kind, after=rng.randint(0, max(0, size - 1)), seconds=rng.choice([0.2, 3.0]))
+
+    def pace(self, nbytes: int) -> None:
+        """Wait until `total_rate` allows `nbytes` more, shared by every body this Hub sends (a 50 ms burst at
+        most, so an idle Hub does not save up)."""
+        rate = self.total_rate
+        if not rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._total_next, now - 0.05)
+            self._total_next = start + nbytes / rate
+            delay = self._total_next - now
+        if delay > 0 and not self._stopped:
+            time.sleep(delay)
 
     def take_corruption(self, repo_path: str) -> bool:
         with self._lock:
@@ -793,20 +822,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _send_file(self, blob: Blob, start: int, end: int, corrupt: bool) -> None:
         with open(blob.disk_path, "rb") as f:
-            if self.server.hub.rate is None and not corrupt and self.server.hub.tls is None:  # no sendfile on TLS
+            hub = self.server.hub
+            if hub.rate is None and hub.total_rate is None and not corrupt and hub.tls is None:  # no sendfile on TLS
                 self.wfile.flush()
                 self._sendfile_counted(f, start, end - start)
                 return
             self._send_slowly(f, start, end, corrupt)
 
     def _send_slowly(self, f, start: int, end: int, corrupt: bool) -> None:
-        rate = self.server.hub.rate
-        chunk_size = max(16384, int(rate / 50)) if rate else 1 << 20
+        hub = self.server.hub
+        rate = hub.rate
+        slowest = min(r for r in (rate, hub.total_rate, 1e12) if r)
+        chunk_size = max(16384, int(slowest / 50)) if slowest < 1e12 else 1 << 20
         self.wfile.flush()
         position = start
         began = time.monotonic()
         while position < end:
             count = min(chunk_size, end - position)
+            hub.pace(count)
             if corrupt:
                 f.seek(position)
                 chunk = bytearray(f.read(count))

@@ -140,17 +140,29 @@ def test_a_requeued_file_waits_behind_the_others():
     assert order == ["b", "a"]
 
 
-def test_a_large_file_takes_one_connection_until_range_support_is_proven():
+def test_a_large_file_takes_one_connection_until_range_support_is_proven_then_all_if_its_stream_is_capped():
     task = _task("big", large=True)
     assert task.cap(8, 64e6) == 1
     task.ranges = RangeSupport.YES
-    task.speed.per_connection = 1e6  # a capped stream: the connections double each window, up to the budget
-    task.connections = 2
-    assert task.cap(8, 64e6) == 4
-    task.connections = 6
+    assert task.cap(8, 64e6) == 1  # proven, not measured yet
+    task.connections = 1
+    task.speed.per_connection = task.speed.fastest = 25e6  # a capped stream: every connection at once
     assert task.cap(8, 64e6) == 8
-    task.speed.per_connection = 1e9  # the machine is the limit: no more than it has
-    assert task.cap(8, 64e6) == 6
+
+
+def test_a_file_whose_stream_ran_faster_than_the_machine_needs_adds_none_when_the_machine_slows_it():
+    task = _task("big", large=True)
+    task.ranges, task.connections = RangeSupport.YES, 1
+    task.speed.per_connection = task.speed.fastest = 400e6  # the machine is the limit: no more than it has
+    assert task.cap(8, 64e6) == 1
+    task.speed.per_connection = 40e6  # the hasher took the CPU for a window: still the machine
+    assert task.cap(8, 64e6) == 1
+    task.speed.recent.extend([400e6] * 6 + [0.0, 0.0])
+    task.speed.per_connection = 0.0  # the disk's writeback held everything up a while
+    assert task.cap(8, 64e6) == 1
+    task.speed.recent.extend([5e6] * 8)
+    task.speed.per_connection = 5e6  # throttled after a burst, for 2 s: capped after all
+    assert task.cap(8, 64e6) == 8
 
 
 def test_task_states_refuse_impossible_moves():

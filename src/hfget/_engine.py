@@ -172,7 +172,8 @@ class Download:
         return commit
 
     def _lookup(self, revision: str) -> str:
-        """One mirror: ask it. Several: ask them all at once, keep those serving the newest commit."""
+        """One mirror: ask it. Several: ask them all at once, keep those serving the newest commit (the ranges of
+        large files are spread over them: _spread.py)."""
         repo = self.target.repo
         if len(self.mirrors.remaining) == 1:
             return self.metadata.resolve_commit(repo, revision)

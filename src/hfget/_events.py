@@ -66,7 +66,8 @@ class FileRetried:
 
 @dataclass(frozen=True, slots=True)
 class MirrorSwitched:
-    """The rest of the run (partial files included) moved to the next endpoint."""
+    """A mirror was dropped for the rest of the run (partial files included), because it failed or lagged;
+    `endpoint` is the one in use now (with several serving the commit, the others left keep their share)."""
 
     previous: str
     endpoint: str

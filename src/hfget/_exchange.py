@@ -59,14 +59,14 @@ WAITING_REPORTED_AFTER = 5.0  # seconds without an answer (or the stall timeout,
 class Transient(Exception):
     """Worth another attempt from the bytes on disk (reset, truncated body, 5xx, 429, stall, expired link).
 
-    `blame`: evidence against the endpoint in use (see _mirrors.py); `missing`: a 404 for a listed file, final
-    unless another mirror has it; `capped`: a host's connection cap (see _hosts.py), retried at no cost."""
+    `blame`: evidence against the endpoint asked (`endpoint`; see _mirrors.py); `missing`: a 404 for a listed file,
+    final unless another mirror has it; `capped`: a host's connection cap (see _hosts.py), retried at no cost."""
 
     def __init__(self, message: str, *, received: int = 0, status: int | None = None,
                  headers: Mapping[str, str] | None = None, blame: int = 0, missing: bool = False,
                  capped: bool = False, endpoint: str | None = None) -> None:
         super().__init__(message)
-        self.endpoint = endpoint  # the endpoint in use when it happened (its evidence is not another's)
+        self.endpoint = endpoint  # the endpoint asked when it happened (its evidence is not another's)
         self.capped = capped  # the host limits connections: wait for a slot, at no cost to the file
         self.received = received
         self.status = status
@@ -178,9 +178,11 @@ class Exchange:
         self.watch.close()
         self.clients.close()
 
-    def open(self, file: RemoteFile, link: Link, range_header: str | None) -> httpx2.Response:
-        """GET the file (with Range), following redirects; raise unless the answer is a 200 or a 206."""
-        endpoint = self.mirrors.current
+    def open(self, file: RemoteFile, link: Link, range_header: str | None, endpoint: str | None = None
+             ) -> httpx2.Response:
+        """GET the file (with Range) from `endpoint` (default: the one in use), following redirects; raise unless
+        the answer is a 200 or a 206."""
+        endpoint = endpoint or self.mirrors.current
         home = origin(endpoint)
         url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
@@ -198,7 +200,7 @@ class Exchange:
                     continue
                 if response.status_code >= 400:
                     raise _status_error(response, file, link, on_endpoint=at_home)
-                self.mirrors.answered()
+                self.mirrors.answered(endpoint)
                 return response
         except httpx2.TransportError as error:
             failure = untrusted_certificate(error)

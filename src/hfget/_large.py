@@ -2,8 +2,9 @@
 
     start        claim the file, load the ledger from the resume sidecar, open the partial at its final size,
                  send the first ranged GET (the probe)
-    run_segment  one connection's range: a 206 proves Range works and lets others join (Task.cap); a 200 means
-                 the server ignores Range, so the file becomes one stream from byte 0
+    run_segment  one connection's range, from the mirror _spread.py chose: a 206 proves Range works and lets
+                 others join (Task.cap); a 200 means the server ignores Range, so the file becomes one stream
+                 from byte 0; a range whose mirror is dropped mid-way stops there and gives back the rest
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
 Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
@@ -52,7 +53,7 @@ def start(run: Transfers, task: Task) -> None:
         task.move(State.RUNNING)
         run.written(task, ledger.contiguous_prefix())
     assert segment is not None
-    run_segment(run, task, segment)
+    run_segment(run, task, segment, probe=True)
 
 
 def _open(run: Transfers, task: Task) -> Ledger:
@@ -78,14 +79,16 @@ def _hash_job(task: Task, ledger: Ledger) -> HashJob:
     return HashJob(task.fd, ContentHash(task.file), prefix)
 
 
-def run_segment(run: Transfers, task: Task, segment: Segment) -> None:
+def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = False) -> None:
+    """Fetch one range on one connection, from the endpoint in use for a probe, else where _spread.py says."""
+    endpoint = run.spread.choose(run.mirrors.current if probe else None)
     try:
         asked_end = segment.end  # a split may move segment.end down while the request is in flight
-        response = run.exchange.open(task.file, task.link, segment.http_range())
+        response = run.exchange.open(task.file, task.link_to(endpoint), segment.http_range(), endpoint)
         try:
             check_reply(response, task.file, segment.position, asked_end)
             segment = _range_support(run, task, segment, response.status_code)
-            _write(run, task, segment, response)
+            _write(run, task, segment, response, endpoint)
         finally:
             response.close()
     except Transient as error:
@@ -94,6 +97,11 @@ def run_segment(run: Transfers, task: Task, segment: Segment) -> None:
     except BaseException:
         _release(run, task, segment)
         raise
+    finally:
+        run.spread.closed(endpoint)
+    if segment.position < segment.end and not run.mirrors.healthy(endpoint):
+        _release(run, task, segment)  # the mirror was dropped (it failed or lagged): the rest goes elsewhere
+        return
     if segment.position < segment.end:
         _segment_failed(run, task, segment, Transient(
             f"connection closed at byte {segment.position}, range ended at {segment.end}"))
@@ -131,13 +139,15 @@ def _one_stream(run: Transfers, task: Task) -> Segment:
     return segment
 
 
-def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Response) -> None:
+def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Response, endpoint: str) -> None:
     file, fd, ledger, job = task.file, task.fd, task.ledger, task.hash_job
     assert fd is not None and ledger is not None and job is not None
     received = 0
     try:
         for chunk in chunks(response):
             run.check_cancelled()
+            if not run.mirrors.healthy(endpoint):
+                break  # dropped for the run: this range's rest is fetched from the others (_spread.py)
             with task.lock:
                 room = segment.end - segment.position
                 if room <= 0:
@@ -153,6 +163,7 @@ def _write(run: Transfers, task: Task, segment: Segment, response: httpx2.Respon
                 prefix = ledger.contiguous_prefix()
                 run.written(task, prefix)
             received += len(chunk)
+            run.spread.delivered(endpoint, len(chunk))
             _progress(run, task, len(chunk), prefix - job.content.length >= PrefixHasher.BLOCK or ledger.complete)
     finally:
         with task.lock:

@@ -1,11 +1,18 @@
-"""The endpoint in use and the mirrors to fail over to: one selector for metadata and file transfers alike.
+"""The endpoints a run may use and fail-over between them: one selector for metadata and file transfers alike.
 
-Evidence against the endpoint in use accumulates in points (a refused connection or a stall weighs 2, a 5xx 1,
-a 404 for a listed file 3); at `THRESHOLD` points the rest of the run moves to the next mirror, and any good
-answer clears the count. A metadata request that fails for good moves at once (`fail_over`). `on_switch`
-hears of every switch (the engine reports it). Evidence from a mirror the run has already left counts against no
-one (the transfer layer compares the endpoint a failure came from), and a CDN link is reused only while the
-mirror that gave it is still in use.
+The endpoints are kept in the order given; the first healthy one is the endpoint in use (`current`): metadata,
+small files and each large file's first range go there. When several are known to serve the run's commit
+(`serving`: a revision lookup found it on each, see `keep`), the others take ranges of large files too
+(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up nowhere,
+so then the others are only there to fail over to, as before spreading: a mirror that lacks the commit, or
+refuses the token, is never asked for a range it cannot serve.
+Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
+a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
+healthy one is left, and any good answer from it clears its count. A metadata request that fails for good drops
+the endpoint in use at once (`fail_over`). `on_switch(dropped, current, reason)` hears of every drop (the engine
+reports it); with one mirror in use at a time, as before spreading, that is a move from the dropped one to the
+next. Evidence from a mirror already dropped counts against no one (the transfer layer asks `healthy`), and a CDN
+link is reused only by requests to the mirror that gave it.
 """
 
 from __future__ import annotations
@@ -20,54 +27,63 @@ class Mirrors:
     def __init__(self, endpoints: Sequence[str], *, on_switch: Callable[[str, str, str], None]) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint")
-        self._endpoints = tuple(endpoints)
-        self._index = 0
-        self._points = 0
+        self._endpoints = tuple(endpoints)  # the healthy ones, in the order given
+        self._points: dict[str, int] = {}
+        self._confirmed = False  # every endpoint left was found serving the run's commit
         self._lock = threading.Lock()
         self._on_switch = on_switch
 
     @property
     def current(self) -> str:
-        return self._endpoints[self._index]
+        return self._endpoints[0]
 
     @property
     def remaining(self) -> tuple[str, ...]:
-        """The endpoint in use and those after it."""
-        return self._endpoints[self._index:]
+        """The healthy endpoints: the one in use first, then the others, in their order."""
+        return self._endpoints
+
+    @property
+    def serving(self) -> tuple[str, ...]:
+        """The healthy endpoints known to serve the run's commit: all once `keep` chose them, else the one in use."""
+        return self._endpoints if self._confirmed else self._endpoints[:1]
+
+    def healthy(self, endpoint: str) -> bool:
+        return endpoint in self._endpoints
 
     def keep(self, endpoints: Sequence[str]) -> None:
         """Use only these of the remaining endpoints from now on, in their order (e.g. those serving the newest
         commit of a revision)."""
         with self._lock:
-            kept = tuple(e for e in self._endpoints[self._index:] if e in endpoints)
+            kept = tuple(e for e in self._endpoints if e in endpoints)
             if kept:
-                self._endpoints, self._index, self._points = kept, 0, 0
+                self._endpoints, self._points, self._confirmed = kept, {}, True
 
-    def blame(self, points: int, reason: str) -> bool:
-        """Count evidence against the endpoint in use; True if the run moved to the next one."""
+    def blame(self, points: int, reason: str, endpoint: str | None = None) -> bool:
+        """Count evidence against `endpoint` (default: the one in use); True if it was dropped for the run."""
         with self._lock:
-            self._points += points
-            if self._points < THRESHOLD or not self._has_next():
+            endpoint = endpoint or self.current
+            if endpoint not in self._endpoints:
                 return False
-        return self.fail_over(reason)
+            self._points[endpoint] = self._points.get(endpoint, 0) + points
+            if self._points[endpoint] < THRESHOLD or len(self._endpoints) < 2:
+                return False
+        return self.fail_over(reason, endpoint)
 
-    def answered(self) -> None:
-        """A good answer from the endpoint in use: the evidence so far was bad luck."""
-        if self._points:
+    def answered(self, endpoint: str | None = None) -> None:
+        """A good answer from `endpoint` (default: the one in use): the evidence so far was bad luck."""
+        endpoint = endpoint or self.current
+        if self._points.get(endpoint):
             with self._lock:
-                self._points = 0
+                self._points.pop(endpoint, None)
 
-    def fail_over(self, reason: str) -> bool:
-        """Move to the next mirror now; False if there is none."""
+    def fail_over(self, reason: str, endpoint: str | None = None) -> bool:
+        """Drop `endpoint` (default: the one in use) for the rest of the run now; False if no other is left."""
         with self._lock:
-            if not self._has_next():
+            endpoint = endpoint or self.current
+            if endpoint not in self._endpoints or len(self._endpoints) < 2:
                 return False
-            previous = self.current
-            self._index += 1
-            self._points = 0
+            self._endpoints = tuple(e for e in self._endpoints if e != endpoint)
+            self._points.pop(endpoint, None)
             current = self.current
-        self._on_switch(previous, current, reason)
+        self._on_switch(endpoint, current, reason)
         return True
-
-    def _has_next(self) -> bool:
-        return self._index + 1 < len(self._endpoints)

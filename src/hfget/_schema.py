@@ -7,7 +7,7 @@ Each line of `hfget REPO --json` is one object whose `event` field names its mod
     file_done       a file is verified and in place; `fetched` bytes came over the network for it
     retry           a transient failure; hfget tries again (`path` is null for metadata requests)
     waiting         a file's request has had no answer for a while (a caching proxy may be fetching it first)
-    mirror_switched the rest of the run moved to the next mirror
+    mirror_switched a mirror was dropped for the rest of the run (it failed or lagged); the others carry on
     mirror_stale    a mirror serves an older commit of the revision than another: not used for this run
     error           a file failed (`path` set), or the run stopped (`path` null, `exit_code` set)
     summary         the last line: the output folder, the commit, totals and every file's result
@@ -91,8 +91,9 @@ class WaitingEvent(_Event):
 
 class MirrorSwitchedEvent(_Event):
     event: Literal["mirror_switched"] = "mirror_switched"
-    previous: str = Field(description="The endpoint left.")
-    endpoint: str = Field(description="The endpoint the rest of the run uses.")
+    previous: str = Field(description="The endpoint dropped.")
+    endpoint: str = Field(description="The endpoint in use now (metadata, small files; the ranges of large files "
+                                      "also go to the other mirrors left that serve the commit).")
     reason: str = Field(description="Why.")
 
 

@@ -68,7 +68,8 @@ def _stream(run: Transfers, task: Task) -> ContentHash:
         run.sink.handle(FileStarted(file.path, file.size, offset))
     if offset == file.size:
         return content
-    response = run.exchange.open(file, task.link, f"bytes={offset}-" if offset else None)
+    endpoint = run.mirrors.current
+    response = run.exchange.open(file, task.link_to(endpoint), f"bytes={offset}-" if offset else None, endpoint)
     received = 0
     try:
         start = check_reply(response, file, offset, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,9 @@ _MOVES = {
 }
 
 
+THROTTLED_AFTER = 8  # windows (2 s) a once fast stream must crawl before the file takes more connections
+
+
 class RangeSupport(enum.Enum):
     UNKNOWN = "unknown"  # until a 206 proves the server honours Range: one connection, the probe
     YES = "yes"
@@ -59,11 +63,14 @@ class IllegalMove(RuntimeError):
 
 @dataclass
 class Throughput:
-    """Bytes per second per connection, measured over short windows (the first one shorter)."""
+    """Bytes per second per connection, measured over short windows (the first one shorter); the fastest window
+    so far, and the last `THROTTLED_AFTER` windows (see Task.cap)."""
 
     since: float = 0.0
     nbytes: int = 0
     per_connection: float | None = None
+    fastest: float = 0.0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=THROTTLED_AFTER))
 
     def add(self, nbytes: int, connections: int) -> bool:
         """Count bytes; True when a window closed and `per_connection` was measured again."""
@@ -75,6 +82,8 @@ class Throughput:
         if elapsed < (0.25 if self.per_connection is not None else 0.1):
             return False
         self.per_connection = self.nbytes / elapsed / max(1, connections)
+        self.fastest = max(self.fastest, self.per_connection)
+        self.recent.append(self.per_connection)
         self.since, self.nbytes = now, 0
         return True
 
@@ -87,7 +96,7 @@ class Task:
     state: State = State.QUEUED
     partial: Path | None = None  # our own partial, once claimed
     blob_lock: str | None = None  # the key of the BlobLocks lock that says "this process fetches it"
-    link: Link = field(default_factory=Link)
+    links: dict[str, Link] = field(default_factory=dict)  # endpoint -> where it last sent this file's body
     ledger: Ledger | None = None
     fd: int | None = None
     hash_job: HashJob | None = None
@@ -115,6 +124,10 @@ class Task:
         self.state = to
         return True
 
+    def link_to(self, endpoint: str) -> Link:
+        """The CDN link `endpoint` gave for this file (each mirror gives its own; empty until it answered)."""
+        return self.links.setdefault(endpoint, Link())
+
     def first_time(self, notice: str) -> bool:
         if notice in self.reported:
             return False
@@ -122,17 +135,29 @@ class Task:
         return True
 
     def cap(self, per_file: int, split_below: float) -> int:
-        """Connections this file may use now: one until a 206 proves that Range works and the first short window
-        has measured it; then twice as many each window (up to `per_file`) while each connection runs slower than
-        `split_below` (a capped stream: more connections multiply the speed), and no more once they run faster
-        (the machine is the limit: measured, jumping to all at once cost a second on a local 1 GiB run). The
-        ledger never splits a range below its minimum, so a small file takes fewer."""
+        """Connections this file may use now (issue 11's ramp-up).
+
+        One (the probe) until a 206 proves that Range works and the first short window (0.1 s) has measured it.
+        If each connection then runs slower than `split_below`, the streams are capped (a mirror or CDN limiting
+        each connection), more connections multiply the speed, and the file takes at once as many as its size and
+        the budget justify: `per_file`, of which the ledger grants fewer to a file too small to split that often
+        (no range below its minimum), and the scheduler no more than the run's budget. Growing from one instead
+        cost the capped case a window per step; deciding before the first window would cost the local case,
+        where one stream already runs faster than the machine can use (measured: parallel ranges there leave the
+        hash of most of the file to do after the last byte, about two seconds on a 1 GiB run). So once a stream
+        of this file has run faster than `split_below`, the machine is the limit, and later slow windows (the
+        hasher, another process or the disk's writeback taking the machine: measured, down to 0 MB/s for a
+        window or two) add nothing, unless every window for `THROTTLED_AFTER` of them runs below a quarter of
+        it (a CDN throttling a stream after a burst). A file already at `per_file` stays there."""
         if self.ranges is not RangeSupport.YES:
             return 1
-        speed = self.speed.per_connection
-        if speed is None or speed >= split_below:
+        speed = self.speed
+        if speed.per_connection is None or speed.per_connection >= split_below:
             return max(1, self.connections)
-        return min(per_file, max(2, 2 * self.connections))
+        throttled = len(speed.recent) == THROTTLED_AFTER and max(speed.recent) < split_below / 4
+        if speed.fastest >= split_below and not throttled:
+            return max(1, self.connections)
+        return per_file
 
     def join(self, now: float, per_file: int, split_below: float) -> Segment | None:
         """Work for one more connection on this running file, if it may take one (caller holds the scheduler)."""

@@ -14,7 +14,9 @@ httpx2's; it is not used (nor measured: the test Hub speaks HTTP/1.1).
       hashed beside the network by the PrefixHasher of _verify.py); each exchange is _exchange.py's.
       Before a file's first byte this process must own it (_ownership.py: a blob lock, a partial of its own).
       A transient failure is retried from the bytes on disk, with the run's RetryPolicy (_retry.py); the
-      evidence against the endpoint goes to the mirror selector (_mirrors.py), which may move the run on.
+      evidence against the endpoint asked goes to the mirror selector (_mirrors.py), which may drop it for the
+      run. With several mirrors serving the commit, each range of a large file goes to the mirror _spread.py
+      chooses; small files and each large file's first range go to the endpoint in use.
 
 The caller hears of each verified file through `on_verified(file, partial, received)` (it publishes it) and
 gets back the per-file failures; anything else (authentication, storage, a bug) stops the run.
@@ -47,6 +49,7 @@ from ._ownership import BlobLocks, Claim
 from ._pieces import MIN_SPLIT
 from ._retry import RetryPolicy
 from ._schedule import RateLimiter, Scheduler
+from ._spread import Spread
 from ._task import Cancelled, State, Task
 from ._verify import PrefixHasher
 
@@ -90,6 +93,7 @@ class Transfers:
         self.destination = destination
         self.cancel = threading.Event()
         self.policy = RetryPolicy(options.retries)
+        self.spread = Spread(mirrors)  # which mirror each range of a large file is asked from
         self.scheduler = Scheduler(jobs=options.files_in_flight, max_connections=options.max_connections,
                                    per_file=options.connections_per_file, split_below=SPLIT_BELOW,
                                    cancel=self.cancel)
@@ -289,11 +293,11 @@ class Transfers:
             self.sink.handle(FileRetried(path, f"{error}: rate limited, {allowed} requests at once now, "
                                                f"pausing {delay:.1f}s"))
             return delay
-        endpoint = self.mirrors.current
-        if error.endpoint is not None and error.endpoint != endpoint:
-            return 0.0  # it came from a mirror the run has left: try the one in use, at no cost and no blame
+        endpoint = error.endpoint or self.mirrors.current
+        if not self.mirrors.healthy(endpoint):
+            return 0.0  # it came from a mirror the run has dropped: try the others, at no cost and no blame
         task.failures += 1
-        switched = self.mirrors.blame(error.blame, str(error)) if error.blame else False
+        switched = self.mirrors.blame(error.blame, str(error), endpoint) if error.blame else False
         if error.missing and not switched:
             raise FileDownloadError(path, f"{path}: listed, but {endpoint} answers 404 for it.",
                                     hint="The mirror may be out of date: try again later or add another --mirror.")

@@ -1,0 +1,171 @@
+"""Several mirrors at once (issue 11): the ranges of a large file spread over every healthy mirror serving the commit.
+
+The two mirrors are two test Hubs serving the same commit (`Hub.mirror_of`), each with its own CDN origin, so every
+request says which mirror it went to. Assertions are on the Hubs' logs and the bytes, never on time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hfget._mirrors import Mirrors
+from hfget._spread import Spread
+from hub import Fault, Hub
+
+MiB = 1 << 20
+TOKEN = "hf_spread_token"
+
+
+@pytest.fixture
+def second_hub(tmp_path: Path) -> Iterator[Hub]:
+    server = Hub(tmp_path / "second-hub").start()
+    yield server
+    server.stop()
+
+
+def _snapshot(result) -> Path:
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _ranged(hub: Hub) -> list:
+    """The CDN bodies a Hub sent as answers to Range requests."""
+    return [s for s in hub.requests(origin="cdn", method="GET") if s.range and s.status == 206]
+
+
+def _twins(hub: Hub, second_hub: Hub, files: dict, *, rate: float) -> str:
+    commit = hub.create_repo("org/model", files, private=True)
+    hub.grant("org/model", TOKEN)
+    second_hub.mirror_of(hub, "org/model")
+    for mirror in (hub, second_hub):
+        mirror.rate = rate  # capped streams: the file takes more connections, so the second mirror gets some
+    return commit
+
+
+def test_two_mirrors_of_one_commit_both_deliver_ranges_of_one_file(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(64 * MiB)
+    commit = _twins(hub, second_hub, {"model.safetensors": content, "config.json": b"{}"}, rate=16 * MiB)
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    snapshot = _snapshot(result)
+    assert snapshot.name == commit
+    assert (snapshot / "model.safetensors").read_bytes() == content  # and hfget verified its sha256
+    hub.wait_idle()
+    second_hub.wait_idle()
+    for mirror in (hub, second_hub):
+        assert _ranged(mirror), f"{mirror.url} delivered no range"
+        assert sum(s.sent for s in _ranged(mirror)) >= 4 * MiB  # a real share, not a probe cut short
+        resolves = mirror.requests(method="GET", contains="/resolve/")
+        assert resolves and all(s.authorized for s in resolves)  # the token goes to each mirror it belongs to...
+        assert not any(s.authorized for s in mirror.requests(origin="cdn"))  # ...and to no CDN
+    # no range fetched twice (a cut range's server pushed some bytes past where the client stopped reading)
+    assert sum(s.sent for mirror in (hub, second_hub) for s in _ranged(mirror)) < 1.25 * len(content)
+    assert "switching" not in result.stderr
+
+
+def test_a_mirror_failing_mid_run_is_dropped_and_the_file_completes_from_the_other(
+        hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(64 * MiB)
+    _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+    # the second mirror sends 1 MiB of its first range, then it and its CDN answer only 500
+    second_hub.faults += [Fault("reset", origin="cdn", after=MiB), Fault("status", status=500, origin="cdn",
+                          times=1000, skip=1), Fault("status", status=500, match="/resolve/", times=1000, skip=1)]
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert f"switching from {second_hub.url} to {hub.url}" in result.stderr
+    hub.wait_idle()
+    second_hub.wait_idle()
+    failed = [s for s in second_hub.file_gets() if s.status == 500]
+    assert 1 <= len(failed) <= 4  # dropped on the evidence (3 points), not asked again and again
+    dropped_at = max(s.at for s in failed)
+    assert [s for s in hub.file_gets() if s.at > dropped_at]  # the rest came from the first mirror
+    assert sum(s.sent for mirror in (hub, second_hub) for s in _ranged(mirror)) < 1.5 * len(content)
+
+
+def test_a_mirror_that_lags_far_behind_is_dropped_and_holds_no_range_to_the_end(
+        hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(64 * MiB)
+    _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+    second_hub.rate = MiB // 4  # a sixty-fourth of the first mirror's speed per connection
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert f"switching from {second_hub.url} to {hub.url}: it delivers" in result.stderr
+    hub.wait_idle()
+    second_hub.wait_idle()
+    assert _ranged(second_hub)  # it was tried...
+    assert sum(s.sent for s in _ranged(second_hub)) < 8 * MiB  # ...and its ranges went to the first mirror
+    assert "attempts" not in result.stderr
+
+
+def test_a_mirror_serving_an_older_commit_gets_no_range(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(32 * MiB)
+    _twins(hub, second_hub, {"model.safetensors": content, "config.json": b'{"v": 1}'}, rate=16 * MiB)
+    new = second_hub.commit("org/model", {"config.json": b'{"v": 2}'})  # the first mirror lags behind
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    snapshot = _snapshot(result)
+    assert snapshot.name == new and (snapshot / "model.safetensors").read_bytes() == content
+    assert hub.file_gets() == []  # asked for the revision only
+    assert len(_ranged(second_hub)) >= 2
+
+
+def test_one_mirror_of_several_left_is_used_for_everything_as_before(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(32 * MiB)
+    _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+    second_hub.stop()  # unreachable at the lookup: never in the run
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert len(_ranged(hub)) >= 2 and second_hub.file_gets() == []
+
+
+def test_a_pinned_commit_is_fetched_from_the_first_mirror_alone(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(32 * MiB)
+    commit = _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+
+    result = run_hfget("org/model", "-r", commit, "--mirror", hub.url, "--mirror", second_hub.url,
+                       "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert len(_ranged(hub)) >= 2  # the file did take several connections...
+    assert second_hub.log == []  # ...none to a mirror not known to serve the commit
+
+
+def test_new_ranges_go_where_they_add_speed():
+    mirrors = Mirrors(["a", "b"], on_switch=lambda *_: None)
+    assert Spread(mirrors).choose() == "a" and mirrors.serving == ("a",)  # not known to serve the commit yet
+    mirrors.keep(["a", "b"])  # a revision lookup found both serving it
+    spread = Spread(mirrors)
+    assert spread.choose("a") == "a"  # a probe goes where it is told
+    assert spread.choose() == "b"  # never tried: tried next
+    assert [spread.choose() for _ in range(4)] == ["a", "b", "a", "b"]  # nothing measured: alternate
+    meters = spread._meters
+    meters["a"].speed, meters["b"].speed = 120e6, 40e6  # a delivers three times what b does
+    for endpoint in ("a", "b"):
+        meters[endpoint].in_flight = 0
+        meters[endpoint].since = 0.0
+    placed = [spread.choose() for _ in range(8)]
+    assert placed.count("a") == 6 and placed.count("b") == 2  # in proportion to the speed each delivers
+
+
+def test_dropping_a_mirror_that_is_not_the_one_in_use():
+    switches: list[tuple[str, str, str]] = []
+    mirrors = Mirrors(["a", "b", "c"], on_switch=lambda *s: switches.append(s))
+    assert not mirrors.blame(2, "stall", "b") and mirrors.healthy("b")
+    assert mirrors.blame(1, "500", "b") and not mirrors.healthy("b")
+    assert mirrors.current == "a" and mirrors.remaining == ("a", "c")
+    assert not mirrors.blame(5, "late evidence", "b")  # a dropped mirror is blamed no more
+    assert mirrors.fail_over("down") and mirrors.remaining == ("c",)
+    assert switches == [("b", "a", "500"), ("a", "c", "down")]
+    assert not mirrors.blame(10, "the last one stays", "c") and mirrors.current == "c"
