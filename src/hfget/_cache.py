@@ -57,10 +57,9 @@ class CacheStore:
 
     def __init__(self, cache_dir: Path, repo: Repo) -> None:
         from huggingface_hub import constants
-        from huggingface_hub.file_download import repo_folder_name
 
         self.cache_dir = Path(cache_dir).expanduser()
-        self.storage = self.cache_dir / repo_folder_name(repo_id=repo.repo_id, repo_type=repo.repo_type)
+        self.storage = self.cache_dir / _compat.repo_folder_name(repo.repo_id, repo.repo_type)
         # read as huggingface_hub reads it (its constants): "0" or "false" keeps symlinks on
         self._symlinks: bool | None = False if constants.HF_HUB_DISABLE_SYMLINKS else None
         self._made: set[Path] = set()

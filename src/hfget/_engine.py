@@ -87,7 +87,9 @@ class Plan:
 
 def resolve_target(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT) -> Target:
     """Turn what the caller asked for into a Target (no I/O)."""
-    from huggingface_hub import constants, get_token
+    from huggingface_hub import constants
+
+    from ._compat import get_token
 
     spec = parse_repo(repo, repo_type=wanted.repo_type)
     if options.cache_dir is not None and options.local_dir is not None:

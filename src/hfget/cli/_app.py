@@ -356,10 +356,15 @@ class _errors_to_exit_codes:
 
     def __enter__(self) -> None:
         if not self.debug and not os.environ.get("HF_HUB_VERBOSITY"):
-            # hfget reports its own retries; huggingface_hub's log lines would repeat them in another voice
-            from huggingface_hub.utils import logging as hf_logging
+            # hfget reports its own retries; huggingface_hub's log lines would repeat them in another voice.
+            # Its logging module reads HF_HUB_VERBOSITY when it is imported (a run that fetches nothing never
+            # imports it: importing it here would cost a tenth of a second); already imported, it is told.
+            if "huggingface_hub.utils.logging" in sys.modules:
+                from huggingface_hub.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+                hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            else:
+                os.environ["HF_HUB_VERBOSITY"] = "error"
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         if error is None:
