@@ -91,23 +91,33 @@ def test_a_cached_rerun_loads_no_more_than_it_uses(hub: Hub, run_hfget, tmp_path
     code, modules = _modules_after("org/model", "--endpoint", hub.url, "--cache-dir", str(tmp_path), "-q",
                                    "--jobs", "4", "--stall-timeout", "20")
     assert code == 0 and len(hub.log) == 1
-    # no pydantic (Typer's conversion, the settings), no HfApi, no progress bars
-    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn") == []
+    # no pydantic (Typer's conversion, the settings), no HfApi, no progress bars; a plain-http endpoint without a
+    # proxy is asked over the standard library
+    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn", "httpx2", "httpcore2") == []
     assert [m for m in modules if m.startswith("huggingface_hub.") and m != "huggingface_hub.constants"
             and not m.startswith("huggingface_hub.utils")] == []
     assert "huggingface_hub.hf_api" not in modules and "typer._adapters" not in modules
 
 
-def test_a_plain_http_endpoint_needs_no_tls_context(hub: Hub):
-    import httpx2
-
+def test_the_metadata_client_builds_no_tls_context_for_plain_http(hub: Hub):
+    from hfget import _hub_http
     from hfget._network import Network
 
     hub.create_repo("org/model", {"a.txt": b"1"})
-    transport = Network().client_arguments(lazy_tls=True)["transport"]
-    with httpx2.Client(transport=transport) as client:
-        assert client.get(f"{hub.url}/api/models/org/model/revision/main").status_code == 200
-    assert list(transport._transports) == [False]  # the plain transport only: no CA store loaded
+    client = _hub_http.client(Network())
+    assert client.get(f"{hub.url}/api/models/org/model/revision/main").status_code == 200
+    assert list(client._transport._transports) == [False]  # the plain transport only: no CA store loaded
+
+
+def test_a_plain_http_lookup_that_fails_is_retried_like_any_other(hub: Hub, run_hfget, tmp_path: Path):
+    from hub import Fault
+
+    hub.create_repo("org/model", {"a.txt": b"1"})
+    hub.faults.append(Fault("status", match="/revision/", status=503, times=1))
+    result = run_hfget("org/model", "--endpoint", hub.url, "--cache-dir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["event"] for line in result.stdout.splitlines()].count("retry") == 1
+    assert [s.status for s in hub.requests(contains="/revision/")] == [503, 200]
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -159,3 +169,20 @@ def test_options_converted_without_pydantic_agree_with_typer(value: str):
 
 def test_the_public_names_are_all_there():
     assert all(getattr(hfget, name) is not None for name in hfget.__all__)
+
+
+@pytest.mark.parametrize("environ", [
+    {}, {"HTTP_PROXY": "x"}, {"http_proxy": ""}, {"ALL_PROXY": "y"}, {"no_proxy": "z"}, {"ftp_proxy": "a"},
+    {"Https_Proxy": "b"}, {"REQUEST_METHOD": "GET", "HTTP_PROXY": "x"}, {"HTTP_PROXY": "x", "http_proxy": ""},
+    {"REQUEST_METHOD": "GET", "http_proxy": "x"},
+])
+def test_proxy_variables_are_read_as_urllib_reads_them(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    from urllib.request import getproxies_environment
+
+    from hfget._network import environment_proxies
+
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert environment_proxies() == any(s in ("http", "https", "all") for s in getproxies_environment())

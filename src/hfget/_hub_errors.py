@@ -9,9 +9,8 @@ the revision lookup, which hfget sends itself, raises `HubStatusError`, the list
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx2
 
 from ._errors import (
     AuthError,
@@ -25,6 +24,9 @@ from ._errors import (
 from ._network import certificate_error, untrusted_certificate
 from ._options import mask_url
 from ._repo import Repo
+
+if TYPE_CHECKING:
+    import httpx2
 
 _CODES = {"GatedRepo": "gated", "RevisionNotFound": "revision", "RepoNotFound": "repo"}
 
@@ -47,7 +49,7 @@ class HubStatusError(Exception):
         try:
             body = json.loads(response.content)
             messages.append(str(body.get("error") or "") if isinstance(body, dict) else "")
-        except (ValueError, httpx2.ResponseNotRead):
+        except ValueError:
             pass
         self.server_message = "\n".join(m for m in messages if m)
         super().__init__(f"{response.status_code} {self.code or ''} {self.server_message}".strip())
@@ -56,6 +58,8 @@ class HubStatusError(Exception):
 def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str,
                     proxy: str | None = None) -> HfgetError | None:
     """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
+    import httpx2
+
     if proxy is not None and (status_of(error) == 407 or isinstance(error, httpx2.TransportError)):
         return _proxy_error(error, endpoint, mask_url(proxy))
     if isinstance(error, HubStatusError):
@@ -82,6 +86,8 @@ def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: st
 
 
 def _transport_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError | None:
+    import httpx2
+
     if (failure := untrusted_certificate(error)) is not None:
         return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
     if isinstance(error, httpx2.TimeoutException):

@@ -21,13 +21,14 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx2
+from typing import TYPE_CHECKING, Any
 
 from ._compat import hub_default_client_factory, hub_request_event_hook
 from ._errors import NetworkError, UsageError
 from ._options import Options
+
+if TYPE_CHECKING:
+    import httpx2
 
 # SSL_CERT_FILE (and SSL_CERT_DIR) httpx2 reads itself; these two it does not (requests and curl do)
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -59,12 +60,8 @@ class Network:
     def is_default(self) -> bool:
         return self.proxy is None and self.ca_bundle is None
 
-    def client_arguments(self, *, lazy_tls: bool = False) -> dict[str, Any]:
-        """What an `httpx2.Client` takes for this network: the proxy, and what it verifies certificates with.
-        `lazy_tls`: without a proxy, the TLS context (loading the CA store costs tens of milliseconds) is built
-        when the first https:// request goes out, so a plain-http endpoint never pays for it."""
-        if lazy_tls and self.proxy is None and not environment_proxies():
-            return {"transport": _LazyTLS(self), "trust_env": True}
+    def client_arguments(self) -> dict[str, Any]:
+        """What an `httpx2.Client` takes for this network: the proxy, and what it verifies certificates with."""
         return {"proxy": self.proxy, "verify": self.verify(), "trust_env": True}
 
     def verify(self) -> ssl.SSLContext | bool:
@@ -74,33 +71,22 @@ class Network:
 
 
 def environment_proxies() -> bool:
-    """Whether HTTP(S)_PROXY/ALL_PROXY apply (httpx2 honours them only with its own transports)."""
-    from urllib.request import getproxies_environment
-
-    return any(scheme in ("http", "https", "all") for scheme in getproxies_environment())
-
-
-class _LazyTLS(httpx2.BaseTransport):
-    """An httpx2 transport: http:// on one without certificates, https:// on one built at its first request."""
-
-    def __init__(self, network: Network) -> None:
-        self._network = network
-        self._transports: dict[bool, httpx2.BaseTransport] = {}
-        self._lock = threading.Lock()
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        return self._for(request.url.scheme).handle_request(request)
-
-    def _for(self, scheme: str) -> httpx2.BaseTransport:
-        tls = scheme != "http"
-        with self._lock:
-            if tls not in self._transports:  # an http:// transport never makes a TLS connection: no trust needed
-                self._transports[tls] = httpx2.HTTPTransport(verify=self._network.verify() if tls else False)
-            return self._transports[tls]
-
-    def close(self) -> None:
-        for transport in self._transports.values():
-            transport.close()
+    """Whether HTTP(S)_PROXY/ALL_PROXY apply (httpx2 honours them only with its own transports). Read as urllib's
+    `getproxies_environment` reads them (importing urllib.request for it costs a run that asks one question a tenth
+    of its time): any case, a lower-case name set empty unsets it, HTTP_PROXY is ignored in a CGI request."""
+    proxies: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if value and name.lower().endswith("_proxy"):
+            proxies[name.lower()[:-6]] = value
+    if "REQUEST_METHOD" in os.environ:
+        proxies.pop("http", None)
+    for name, value in os.environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                proxies[name.lower()[:-6]] = value
+            else:
+                proxies.pop(name.lower()[:-6], None)
+    return any(scheme in proxies for scheme in ("http", "https", "all"))
 
 
 _contexts: dict[Path, ssl.SSLContext] = {}
@@ -144,6 +130,8 @@ def use_for_metadata(network: Network) -> None:
 
 def _hub_client(arguments: dict[str, Any]) -> httpx2.Client:
     """huggingface_hub's default client (its `default_client_factory`), with a proxy and a trust."""
+    import httpx2
+
     return httpx2.Client(event_hooks={"request": [hub_request_event_hook()]}, follow_redirects=True, timeout=None,
                          **arguments)
 
