@@ -29,7 +29,6 @@ from . import _compat
 from ._diskio import storage_error, write_atomically
 from ._models import RemoteFile
 from ._repo import Repo
-from ._verify import check_file
 
 PARTIAL_SUFFIX = ".hfget.incomplete"
 
@@ -227,6 +226,8 @@ class LocalDirStore:
         if recorded is not None:
             return recorded[1] == file.etag
         if file.path not in self._checked:
+            from ._verify import check_file
+
             self._checked[file.path] = check_file(file, self.root / file.path) is None
         return self._checked[file.path]
 

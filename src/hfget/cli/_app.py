@@ -150,17 +150,18 @@ class _DownloadByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(
-    cls=_DownloadByDefault,
-    name="hfget",
-    help="Download Hugging Face Hub repos fast, through mirrors, resumable and verified. "
+_APP: dict[str, Any] = {
+    "cls": _DownloadByDefault,
+    "name": "hfget",
+    "help": "Download Hugging Face Hub repos fast, through mirrors, resumable and verified. "
     "`hfget REPO [FILES...]` is short for `hfget download REPO [FILES...]`.",
-    epilog=EPILOG,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-)
+    "epilog": EPILOG,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+    "rich_markup_mode": None,
+    "pretty_exceptions_enable": False,
+    "no_args_is_help": True,
+}
+app = typer.Typer(**_APP)
 
 
 def _version(value: bool) -> None:
@@ -413,10 +414,24 @@ def run() -> None:
 
     _interrupt_on_sigterm()
     try:
-        app()
+        _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
         print("hfget: Interrupted.", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app to run: all of it, or for `hfget REPO ...` (a download, the most frequent run) the same app with the
+    download command alone, which it would run anyway, so Typer does not build every other command first."""
+    first = argv[0] if argv else ""
+    names = {info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
+             for info in app.registered_commands}
+    if not first or first.startswith("-") or first in names:
+        return app
+    lean = typer.Typer(**_APP)
+    lean.registered_callback = app.registered_callback
+    lean.registered_commands = [info for info in app.registered_commands if info.callback is download]
+    return lean
 
 
 def _register_serve() -> None:
