@@ -186,3 +186,18 @@ def test_proxy_variables_are_read_as_urllib_reads_them(environ: dict[str, str], 
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     assert environment_proxies() == any(s in ("http", "https", "all") for s in getproxies_environment())
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["org/name", "--help"], ["org/name", "-q", "--jobs", "x"]])
+def test_the_lean_apps_answer_as_the_whole_app_does(args: list[str]):
+    """`hfget --help` lists the commands without building their parameters, and `hfget REPO ...` builds only
+    the download command; both say exactly what the whole app says."""
+    from typer.testing import CliRunner
+
+    from hfget.cli import _app, _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`)
+
+    runner = CliRunner()
+    whole = runner.invoke(_app.app, args, prog_name="hfget")
+    lean = runner.invoke(_app._app_for(args), args, prog_name="hfget")
+    assert _app._app_for(args) is not _app.app
+    assert (lean.exit_code, lean.output) == (whole.exit_code, whole.output)

@@ -426,12 +426,31 @@ def _app_for(argv: list[str]) -> typer.Typer:
     first = argv[0] if argv else ""
     names = {info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
              for info in app.registered_commands}
-    if not first or first.startswith("-") or first in names:
+    if first in ("", "--help", "-h") and len(argv) <= 1:  # the list of commands: their names and help only
+        return _lean([_listed(info) for info in app.registered_commands])
+    if first.startswith("-") or first in names:
         return app
+    return _lean([info for info in app.registered_commands if info.callback is download])
+
+
+def _lean(commands: list[Any]) -> typer.Typer:
     lean = typer.Typer(**_APP)
     lean.registered_callback = app.registered_callback
-    lean.registered_commands = [info for info in app.registered_commands if info.callback is download]
+    lean.registered_commands = commands
     return lean
+
+
+def _listed(info: Any) -> Any:
+    """A command as `hfget --help` lists it (name, help, epilog) without its parameters, which Typer would build."""
+    import copy
+
+    def listed() -> None:
+        pass
+
+    listed.__name__, listed.__doc__ = info.callback.__name__, info.callback.__doc__
+    shown = copy.copy(info)
+    shown.callback = listed
+    return shown
 
 
 def _register_serve() -> None:
