@@ -194,10 +194,10 @@ def test_the_lean_apps_answer_as_the_whole_app_does(args: list[str]):
     the download command; both say exactly what the whole app says."""
     from typer.testing import CliRunner
 
-    from hfget.cli import _app, _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`)
+    from hfget.cli import _app, _main, _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`)
 
     runner = CliRunner()
     whole = runner.invoke(_app.app, args, prog_name="hfget")
-    lean = runner.invoke(_app._app_for(args), args, prog_name="hfget")
-    assert _app._app_for(args) is not _app.app
+    lean = runner.invoke(_main._app_for(args), args, prog_name="hfget")
+    assert _main._app_for(args) is not _app.app
     assert (lean.exit_code, lean.output) == (whole.exit_code, whole.output)
