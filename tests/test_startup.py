@@ -92,8 +92,8 @@ def test_a_cached_rerun_loads_no_more_than_it_uses(hub: Hub, run_hfget, tmp_path
                                    "--jobs", "4", "--stall-timeout", "20")
     assert code == 0 and len(hub.log) == 1
     # no pydantic (Typer's conversion, the settings), no HfApi, no progress bars; a plain-http endpoint without a
-    # proxy is asked over the standard library
-    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn", "httpx2", "httpcore2") == []
+    # proxy is asked over a plain socket: no HTTP library, no TLS
+    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn", "httpx2", "httpcore2", "http", "ssl") == []
     assert [m for m in modules if m.startswith("huggingface_hub.") and m != "huggingface_hub.constants"
             and not m.startswith("huggingface_hub.utils")] == []
     assert "huggingface_hub.hf_api" not in modules and "typer._adapters" not in modules

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from ._errors import NetworkError, UsageError
 from ._options import Options
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2
 
 # SSL_CERT_FILE (and SSL_CERT_DIR) httpx2 reads itself; these two it does not (requests and curl do)
@@ -94,6 +95,8 @@ _lock = threading.RLock()  # held by use_for_metadata while it builds the contex
 
 
 def _context(path: Path, origin: str) -> ssl.SSLContext:
+    import ssl
+
     with _lock:
         if path not in _contexts:
             try:
@@ -139,6 +142,8 @@ def _hub_client(arguments: dict[str, Any]) -> httpx2.Client:
 def untrusted_certificate(error: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate failure behind a connect error, if that is what it is (httpx2 chains httpcore2's error,
     which chains the ssl module's)."""
+    import ssl
+
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
