@@ -18,9 +18,9 @@ import httpx2
 
 from ._hub_errors import NotSent, Refused
 from ._network import Network, environment_proxies
+from ._plainhttp import MAX_ANSWER
 
 MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
-MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded
 
 
 @dataclass

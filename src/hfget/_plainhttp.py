@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from ._hub_errors import Refused
 from ._network import Network, environment_proxies
 
-MAX_ANSWER = 256 << 20  # bytes of one metadata answer (the same bound as httpx2's, _hub_http.py)
+MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded (over httpx2 too: _hub_http.py)
 MAX_LINE = 65536
 MAX_FIELDS = 100
 _STATUS = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?\r?\n")
