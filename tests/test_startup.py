@@ -201,3 +201,16 @@ def test_the_lean_apps_answer_as_the_whole_app_does(args: list[str]):
     lean = runner.invoke(_main._app_for(args), args, prog_name="hfget")
     assert _main._app_for(args) is not _app.app
     assert (lean.exit_code, lean.output) == (whole.exit_code, whole.output)
+
+
+def test_the_plain_lookup_leaves_odd_requests_to_httpx2(hub: Hub):
+    """A header that would split the request, or credentials in the URL: not sent over the plain socket (None)."""
+    from hfget import _plainhttp
+
+    hub.create_repo("org/model", {"a.txt": b"1"})
+    url = f"{hub.url}/api/models/org/model/revision/main"
+    assert _plainhttp.get(url, {}, {"Authorization": "Bearer x\r\nX-Evil: 1"}, timeout=5, deadline=5) is None
+    assert _plainhttp.get(url.replace("http://", "http://user:pw@"), {}, {}, timeout=5, deadline=5) is None
+    assert hub.log == []
+    answer = _plainhttp.get(url, {"expand": ["sha"]}, {"User-Agent": "t"}, timeout=5, deadline=5)
+    assert answer is not None and json.loads(answer.content)["sha"] == hub.repos[("model", "org/model")].refs["main"]
