@@ -145,7 +145,8 @@ class Served:
     authorized: bool  # an Authorization header was present
     status: int
     at: float = 0.0  # time.monotonic() when the request arrived
-    sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing)
+    sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing; for an
+    # error status, 0: its JSON is not counted)
     fault: str | None = None  # the kind of `Fault` applied to this request, if any ("status", "reset", ...)
     done: float = 0.0  # time.monotonic() when the server was done with the request
     peer: tuple[str, int] = ("", 0)  # the client's address and port (a proxy's, when one forwards the request)
@@ -851,7 +852,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._start(status, {**(headers or {}), "Content-Length": str(len(body))})
         if self.method != "HEAD":
             self.wfile.write(body)
-            self.sent += len(body)
+            if status < 300:  # an error's JSON is not counted: tests tell file bodies by `sent`
+                self.sent += len(body)
 
     def _send_json(self, status: int, payload: object, headers: dict | None = None) -> None:
         body = json.dumps(payload).encode()
