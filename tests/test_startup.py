@@ -214,3 +214,14 @@ def test_the_plain_lookup_leaves_odd_requests_to_httpx2(hub: Hub):
     assert hub.log == []
     answer = _plainhttp.get(url, {"expand": ["sha"]}, {"User-Agent": "t"}, timeout=5, deadline=5)
     assert answer is not None and json.loads(answer.content)["sha"] == hub.repos[("model", "org/model")].refs["main"]
+
+
+def test_shell_completion_gets_the_whole_app(monkeypatch: pytest.MonkeyPatch):
+    from hfget.cli import _app, _main
+
+    monkeypatch.setenv("_HFGET_COMPLETE", "complete_bash")
+    assert _main._app_for([]) is _app.app
+    script = Path(sys.executable).parent / "hfget"  # the console script: completion is keyed on its name
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "COMP_WORDS": "hfget download --jo", "COMP_CWORD": "2"})
+    assert result.stdout.split() == ["--jobs"], result.stderr
