@@ -140,9 +140,12 @@ class _DownloadByDefault(TyperGroup):
     """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a Context of Typer's own click
-        from ._convert import install
-
-        install(self, ctx)  # plain values converted without pydantic (see _convert.py)
+        try:
+            from ._convert import install
+        except ImportError:  # a Typer without typer._coercion (before its pydantic conversion): nothing to spare
+            pass
+        else:
+            install(self, ctx)  # plain values converted without pydantic (see _convert.py)
         first = args[0] if args else ""
         if first and first not in self.commands and first not in ("--help", "-h", "--version") \
                 and not first.startswith(("--install-completion", "--show-completion")):

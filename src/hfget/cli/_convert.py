@@ -5,7 +5,7 @@ Typer (0.29) converts each parameter through a pydantic `TypeAdapter` it builds 
 parameter, given or not: on a run that fetches nothing, that was a fifth of a second of a second's run. Here a
 value of the plain form (a string; digits for a number; a path without NUL) is converted the way Typer converts
 it; any other value or type goes to Typer's own conversion, built then, with its own checks and error messages.
-A Typer without this machinery (`_runtime_param`, `type_descriptor`) is left as it is.
+A Typer without this machinery (`typer._coercion`, `_runtime_param`, `type_descriptor`) is left as it is.
 """
 
 from __future__ import annotations
