@@ -3,7 +3,8 @@
 It implements the download side of ../shared/hub-protocol.md, closely enough that huggingface_hub's own
 `snapshot_download` accepts it (tests/test_hub_server.py shows that):
 
-- `GET /api/{models,datasets,spaces}/{repo}/revision/{rev}[?blobs=true]`  revision info, `sha` = the commit
+- `GET /api/{models,datasets,spaces}/{repo}/revision/{rev}[?blobs=true]`  revision info, `sha` = the commit;
+  with `expand=sha&expand=lastModified` (or `expand[]=...`) only those properties, plus `id` and `_id`
 - `GET /api/{type}s/{repo}/tree/{rev}[/{path}]?recursive=..`           the tree, paginated by `page_size`
   with a `Link: <...>; rel="next"` header; `link_base` names the host in that link (hf-mirror leaves
   huggingface.co there, and a test can ask for the same)
@@ -30,6 +31,8 @@ the socket, faulted bodies included), so tests assert on traffic. Knobs a test m
 - `corrupt`: path -> number of bodies of that file still to serve with one byte flipped;
 - `cdn_url_uses`: how many requests one signed CDN URL serves before it answers 403 (expired);
 - `ignore_range`: answer every GET with 200 and the whole body, as some proxies do;
+- `ignore_expand`: answer a revision lookup in full, whatever its `expand` parameters ask (a mirror that
+  does not know them);
 - `redirect_to`: answer every resolve with a 302 to this Location (`ftp://...`, `file:///...`);
 - `faults`: a list of `Fault`s, each applied to the next `times` requests it matches: an error status (503,
   429 with `Retry-After` or `RateLimit`...), an answer that begins S seconds late ("slow"), a reset after N body
@@ -145,11 +148,13 @@ class Served:
     authorized: bool  # an Authorization header was present
     status: int
     at: float = 0.0  # time.monotonic() when the request arrived
-    sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing)
+    sent: int = 0  # body bytes written to the socket (for a chunked body, the payload, not the framing; for an
+    # error status, 0: its JSON is not counted)
     fault: str | None = None  # the kind of `Fault` applied to this request, if any ("status", "reset", ...)
     done: float = 0.0  # time.monotonic() when the server was done with the request
     peer: tuple[str, int] = ("", 0)  # the client's address and port (a proxy's, when one forwards the request)
     headers: dict = field(default_factory=dict)  # the request's headers, names in lower case
+    query: dict = field(default_factory=dict)  # the query's parameters, each name with its list of values
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -186,6 +191,7 @@ class Hub:
         self.cdn_url_uses: int | None = None  # requests a signed CDN URL serves before it expires
         self._url_uses: dict[str, int] = {}
         self.ignore_range = False
+        self.ignore_expand = False  # answer a revision lookup in full whatever `expand` asks (an older mirror)
         self.faults: list[Fault] = []
         self.tamper_tree = None  # a function that rewrites the tree's entries (a hostile or broken mirror)
         self._chaos: tuple[random.Random, float] | None = None
@@ -552,6 +558,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     done=time.monotonic(),
                     peer=(str(self.client_address[0]), int(self.client_address[1])),
                     headers={name.lower(): value for name, value in self.headers.items()},
+                    query=self.query,
                 )
             )
 
@@ -604,6 +611,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return {"branches": branches, "tags": [entry(n) for n in sorted(repo.tags)], "converts": []}
 
     def _revision_info(self, repo: Repo, sha: str) -> dict:
+        """As the Hub answers: everything, or with `expand` (`expand=sha&expand=lastModified` as huggingface_hub
+        sends it, or `expand[]=sha`) only the properties asked for, plus `id` and `_id`."""
         blobs = self.query.get("blobs", ["false"])[0].lower() == "true"
         siblings = []
         for path, blob in sorted(repo.commits[sha].items()):
@@ -613,7 +622,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if blob.lfs:
                     sibling["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": 134}
             siblings.append(sibling)
-        return {
+        info = {
             "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
             "id": repo.repo_id,
             "sha": sha,
@@ -625,6 +634,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "lastModified": repo.dates.get(sha, "2026-01-01T00:00:00.000Z"),
             "createdAt": "2026-01-01T00:00:00.000Z",
         }
+        expand = self.query.get("expand", []) + self.query.get("expand[]", [])
+        if expand and not self.server.hub.ignore_expand:
+            if blobs:
+                raise _HttpError(400, "expand cannot be combined with blobs")
+            return {k: v for k, v in info.items() if k in ("_id", "id", *expand)}
+        return info
 
     def _tree(self, repo: Repo, types: str, sha: str, revision: str, sub_path: str) -> None:
         recursive = self.query.get("recursive", ["false"])[0].lower() == "true"
@@ -870,6 +885,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._start(status, {**(headers or {}), "Content-Length": str(len(body))})
         if self.method != "HEAD":
             self.wfile.write(body)
+            if status < 300:  # an error's JSON is not counted: tests tell file bodies by `sent`
+                self.sent += len(body)
 
     def _send_json(self, status: int, payload: object, headers: dict | None = None) -> None:
         body = json.dumps(payload).encode()

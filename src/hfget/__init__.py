@@ -23,35 +23,46 @@ from ._errors import (
     UsageError,
     VerificationError,
 )
-from ._events import (
-    DownloadFinished,
-    DownloadPlanned,
-    Event,
-    FileDone,
-    FileFailed,
-    FileRetried,
-    FileStarted,
-    HostLimited,
-    MetadataRetried,
-    MirrorStale,
-    MirrorSwitched,
-    NullSink,
-    PlannedFile,
-    RevisionResolved,
-    Sink,
-)
 from ._version import __version__
 
 if TYPE_CHECKING:
     from ._api import download, plan
+    from ._events import (
+        DownloadFinished,
+        DownloadPlanned,
+        Event,
+        FileDone,
+        FileFailed,
+        FileRetried,
+        FileStarted,
+        HostLimited,
+        MetadataRetried,
+        MirrorStale,
+        MirrorSwitched,
+        NullSink,
+        PlannedFile,
+        RevisionResolved,
+        Sink,
+    )
+
+_EVENTS = frozenset({
+    "DownloadFinished", "DownloadPlanned", "Event", "FileDone", "FileFailed", "FileRetried", "FileStarted",
+    "HostLimited", "MetadataRetried", "MirrorStale", "MirrorSwitched", "NullSink", "PlannedFile", "RevisionResolved",
+    "Sink",
+})
 
 
 def __getattr__(name: str) -> Any:
-    """`download` and `plan` load the engine on first use, so `import hfget` (and `hfget --help`) stays quick."""
+    """`download` and `plan` load the engine on first use, and the events their module, so `import hfget` (and
+    `hfget --help`) stays quick."""
     if name in ("download", "plan"):
         from . import _api
 
         return getattr(_api, name)
+    if name in _EVENTS:
+        from . import _events
+
+        return getattr(_events, name)
     raise AttributeError(f"module 'hfget' has no attribute {name!r}")
 
 __all__ = [

@@ -29,7 +29,6 @@ from . import _compat
 from ._diskio import storage_error, write_atomically
 from ._models import RemoteFile
 from ._repo import Repo
-from ._verify import check_file
 
 PARTIAL_SUFFIX = ".hfget.incomplete"
 
@@ -57,10 +56,9 @@ class CacheStore:
 
     def __init__(self, cache_dir: Path, repo: Repo) -> None:
         from huggingface_hub import constants
-        from huggingface_hub.file_download import repo_folder_name
 
         self.cache_dir = Path(cache_dir).expanduser()
-        self.storage = self.cache_dir / repo_folder_name(repo_id=repo.repo_id, repo_type=repo.repo_type)
+        self.storage = self.cache_dir / _compat.repo_folder_name(repo.repo_id, repo.repo_type)
         # read as huggingface_hub reads it (its constants): "0" or "false" keeps symlinks on
         self._symlinks: bool | None = False if constants.HF_HUB_DISABLE_SYMLINKS else None
         self._root = str(self.storage)  # the per-file paths below are plain strings: pathlib cost ~0.1 ms a file
@@ -240,6 +238,8 @@ class LocalDirStore:
         if recorded is not None:
             return recorded[1] == file.etag
         if file.path not in self._checked:
+            from ._verify import check_file
+
             self._checked[file.path] = check_file(file, self.root / file.path) is None
         return self._checked[file.path]
 

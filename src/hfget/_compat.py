@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 
 def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
-    """The listing huggingface_hub cached for `commit` under `folder` (None when it has none)."""
+    """The listing huggingface_hub cached for `commit` under `folder` (None when it has none).
+
+    A re-run reads it on every start, and huggingface_hub's reader imports most of huggingface_hub (a tenth of a
+    second), so a file of the format this reader knows (format_version 1, every entry well-formed) is read here;
+    anything else (another version, a damaged file) goes to huggingface_hub's own reader, which decides."""
+    fast = _read_tree_v1(folder / "trees" / f"{commit}.json")
+    if fast is not None:
+        return fast
     from huggingface_hub._tree_cache import read_tree_cache
 
     listing = read_tree_cache(str(folder), commit)
@@ -29,6 +36,50 @@ def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
         return None
     return [RemoteFile(path=path, size=e.size, blob_id=e.blob_id, lfs_sha256=e.lfs_sha256, xet_hash=e.xet_hash)
             for path, e in listing.items()]
+
+
+def _read_tree_v1(path: Path) -> list[RemoteFile] | None:
+    import json
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        files = data["files"] if data.get("format_version") == 1 else None
+        listing = [RemoteFile(path=p, size=e["size"], blob_id=e["blob_id"], lfs_sha256=e.get("lfs_sha256"),
+                              xet_hash=e.get("xet_hash")) for p, e in files.items()] if isinstance(files, dict) else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    hashes = [f.xet_hash for f in listing if f.xet_hash is not None]
+    if not listing or not all(isinstance(h, str) and re.fullmatch(r"[0-9a-fA-F]{64}", h) for h in hashes):
+        return None
+    return listing
+
+
+def repo_folder_name(repo_id: str, repo_type: str) -> str:
+    """The repo's folder in the cache, `models--org--name` (huggingface_hub's `repo_folder_name`)."""
+    return "--".join([f"{repo_type}s", *repo_id.split("/")])
+
+
+def get_token() -> str | None:
+    """The token as huggingface_hub's `get_token` finds it. Its module imports most of huggingface_hub, so the two
+    plain cases are answered here: HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) when no OIDC exchange is asked for, and
+    no token at all when none of its other sources (the token file, Google Colab) can give one."""
+    import os
+    import sys
+
+    from huggingface_hub import constants
+
+    if not os.environ.get("HF_OIDC_RESOURCE"):
+        token = (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or "")
+        token = token.replace("\r", "").replace("\n", "").strip()
+        if token:
+            return token
+        if not os.path.exists(constants.HF_TOKEN_PATH) and "google.colab" not in sys.modules:
+            return None
+    from huggingface_hub import get_token as hub_get_token
+
+    return hub_get_token()
 
 
 def write_tree(folder: Path, commit: str, files: list[RemoteFile]) -> None:

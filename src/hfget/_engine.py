@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _ownership
 from ._cache import CacheStore, LocalDirStore, Store
 from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError, UsageError
 from ._events import (
@@ -87,7 +86,9 @@ class Plan:
 
 def resolve_target(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT) -> Target:
     """Turn what the caller asked for into a Target (no I/O)."""
-    from huggingface_hub import constants, get_token
+    from huggingface_hub import constants
+
+    from ._compat import get_token
 
     spec = parse_repo(repo, repo_type=wanted.repo_type)
     if options.cache_dir is not None and options.local_dir is not None:
@@ -235,7 +236,7 @@ class Download:
             store.prepare()
         missing = [f for f in absent if not (store.can_adopt(f) if dry_run else store.adopt(commit, f))]
         to_fetch, followers = _leaders(store, missing)
-        on_disk = {f.path: n for f in to_fetch if (n := _ownership.resumable_bytes(store.partial_path(f), f))}
+        on_disk = _partials(store, to_fetch)
         free = _free_space(store.output_path(commit))
         missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
         if to_fetch and not dry_run:
@@ -324,6 +325,15 @@ def _leaders(store: Store, missing: list[RemoteFile]) -> tuple[list[RemoteFile],
         else:
             followers.setdefault(leader.path, []).append(file)
     return to_fetch, followers
+
+
+def _partials(store: Store, to_fetch: list[RemoteFile]) -> dict[str, int]:
+    """Bytes already in partial files, by path (none to look at on a re-run with everything present)."""
+    if not to_fetch:
+        return {}
+    from . import _ownership
+
+    return {f.path: n for f in to_fetch if (n := _ownership.resumable_bytes(store.partial_path(f), f))}
 
 
 def _existing_folder(target: Path) -> Path:

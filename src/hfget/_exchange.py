@@ -41,7 +41,7 @@ from ._events import HostLimited, Sink
 from ._hosts import HostSlots, SlotStream
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._network import Network, certificate_error, untrusted_certificate
+from ._network import Network, certificate_error, environment_proxies, untrusted_certificate
 from ._repo import keep_prefix
 from ._retry import is_transient_status
 from ._version import __version__
@@ -92,7 +92,7 @@ def make_client(*, connections: int, stall_timeout: float, network: Network,
     arguments = network.client_arguments()
     if tls is not None:
         arguments["verify"] = tls
-    if arguments.get("proxy") is None and not _environment_proxies():  # direct: 256 KiB reads (_compat)
+    if arguments.get("proxy") is None and not environment_proxies():  # direct: 256 KiB reads (_compat)
         arguments["transport"] = fast_transport(verify=arguments.get("verify", True), limits=limits)
     return httpx2.Client(
         limits=limits,
@@ -137,13 +137,6 @@ class ThreadClients:
             made, self._made = self._made, []
         for client in made:
             client.close()
-
-
-def _environment_proxies() -> bool:
-    """Whether HTTP(S)_PROXY/ALL_PROXY apply (httpx2 honours them only with its own transports)."""
-    from urllib.request import getproxies_environment
-
-    return any(scheme in ("http", "https", "all") for scheme in getproxies_environment())
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

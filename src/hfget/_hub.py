@@ -1,11 +1,14 @@
 """The Hub's metadata: a revision resolved to a commit, and the commit's full file listing.
 
-Both go through huggingface_hub's `HfApi` against the endpoint in use (hub-protocol.md §2). What the official
-client does not do is added around it (event hooks on its session), scoped to hfget's own calls by a context
-variable:
-- a tree page's `Link: <next>` that names another host (hf-mirror leaves huggingface.co there), or the endpoint's
-  host without the endpoint's path prefix (`https://host/artifactory/api/huggingfaceml/repo`), is sent to the
-  endpoint in use instead, prefix included, so the listing and the token stay on the mirror;
+The revision lookup is one GET that hfget sends itself (hub-protocol.md §2), asking only for the commit and its
+date (`expand=sha&expand=lastModified`; the full answer lists every file): over the standard library to a
+plain-http endpoint without a proxy (_plainhttp.py), else on hfget's httpx2 client for metadata (_hub_http.py).
+The listing goes through huggingface_hub's `HfApi` (`list_repo_tree`, every page). What the official client does
+not do is added around both (event hooks, in _hub_http.py; on huggingface_hub's session for the listing), scoped
+to hfget's own calls by a context variable:
+- a tree page's `Link: <next>` or a redirect that names another host (hf-mirror leaves huggingface.co there), or
+  the endpoint's host without the endpoint's path prefix (`https://host/artifactory/api/huggingfaceml/repo`), is
+  sent to the endpoint in use instead, prefix included, so the listing and the token stay on the mirror;
 - metadata requests get a timeout (huggingface_hub's session has none): --first-byte-timeout, else
   HF_HUB_ETAG_TIMEOUT, else the default, so a silent endpoint fails instead of hanging;
 - huggingface_hub's agent-registry lookup (`/api/agent-harnesses`, made while building its User-Agent) is
@@ -14,140 +17,49 @@ variable:
 - every answer is bounded (README, "Bounded"): asked uncompressed, read within a deadline and a size, a listing's
   pages may not repeat or run on for ever.
 The proxy and the CA bundle reach huggingface_hub's session through _network.py's `use_for_metadata`.
-Errors from huggingface_hub and httpx2 are translated into hfget's here, and nowhere else, narrowly: what the
-network raised, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as it
-is, so a bug never looks like a bad mirror (and never triggers fail-over).
+Errors are translated into hfget's in _hub_errors.py, and nowhere else, narrowly: what the network raised, what an
+endpoint answered, and what huggingface_hub raised while parsing an answer. An error of hfget's own propagates as
+it is, so a bug never looks like a bad mirror (and never triggers fail-over).
 
 `Metadata` asks the endpoint in use (see _mirrors.py) and moves to the next mirror when one cannot answer.
 """
-
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
-import httpx2
-
-from ._errors import (
-    AuthError,
-    GatedRepoError,
-    HfgetError,
-    NetworkError,
-    NotFoundError,
-    RepoNotFoundError,
-    RevisionNotFoundError,
-)
+from . import _plainhttp
+from ._errors import HfgetError, NetworkError
 from ._events import MetadataRetried, Sink
+from ._hub_errors import HubStatusError, status_of, translate_error
 from ._listing import check_listing, remote_file
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._network import Network, certificate_error, untrusted_certificate, use_for_metadata
-from ._options import mask_url
+from ._network import Network, untrusted_certificate, use_for_metadata
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
 
 T = TypeVar("T")
 
-MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
-MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded
+EXPAND = ("sha", "lastModified")  # what a revision lookup asks for: the commit, and its date to compare mirrors
 
 
-@dataclass
-class _Scope:
-    endpoint: httpx2.URL
-    timeout: float
-    deadline: float  # seconds for one whole answer, however slowly it trickles in
-    pages: set[str] = field(default_factory=set)
+def _utc(value: Any) -> str:
+    """A date as huggingface_hub's ModelInfo gives it (ISO 8601 in UTC), so the answers of mirrors compare."""
+    from datetime import datetime, timezone
 
-
-class _NotSent(Exception):
-    pass
-
-
-class _Refused(Exception):
-    """An answer hfget will not take (pages that repeat or never end, too big, too slow, odd encoding)."""
-
-
-_SCOPE: ContextVar[_Scope | None] = ContextVar("hfget_hub_scope", default=None)
-
-
-def _scoped_request_hook(request: httpx2.Request) -> None:
-    scope = _SCOPE.get()
-    if scope is None:
-        return
-    request.headers["Accept-Encoding"] = "identity"
-    target = scope.endpoint
-    prefix = target.raw_path.rstrip(b"/")
-    if request.url.raw_path.removeprefix(prefix).startswith(b"/api/agent-harnesses"):
-        raise _NotSent("hfget does not fetch the agent registry")
-    here = (request.url.scheme, request.url.host, request.url.port)
-    if here != (target.scheme, target.host, target.port) or not _under(request.url.raw_path, prefix):
-        # a next-page link naming another host (hf-mirror's name huggingface.co), or the endpoint's host without
-        # its path prefix (a reverse proxy at /prefix that passes the Hub's links on): the endpoint in use, whole
-        raw_path = request.url.raw_path
-        request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
-                                            raw_path=raw_path if _under(raw_path, prefix) else prefix + raw_path)
-        request.headers["Host"] = request.url.netloc.decode("ascii")
-    timeout = request.extensions.get("timeout") or {}
-    if timeout.get("connect") is None:
-        t = scope.timeout
-        request.extensions["timeout"] = {"connect": t, "read": t, "write": t, "pool": t}
-
-
-def _count_page(scope: _Scope, response: httpx2.Response) -> None:
-    """A page of a listing was answered: its `next` link must lead to a page not seen yet, and not too many.
-    (A page asked again after a failure is not a repeat: only answered pages count.)"""
-    scope.pages.add(response.url.raw_path.decode("ascii", "replace"))
-    following = response.links.get("next", {}).get("url")
-    if following and httpx2.URL(following).raw_path.decode("ascii", "replace") in scope.pages:
-        raise _Refused("sent a file list whose pages repeat")
-    if len(scope.pages) >= MAX_PAGES and following:
-        raise _Refused(f"sent a file list of more than {MAX_PAGES} pages")
-
-
-def _scoped_response_hook(response: httpx2.Response) -> None:
-    """Every metadata answer is read within the scope's deadline and size; a compressed one is decoded in bounds."""
-    scope = _SCOPE.get()
-    if scope is None:
-        return
-    import zlib
-
-    if "/tree/" in response.url.path and response.status_code == 200:
-        _count_page(scope, response)
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("identity", "", "gzip", "deflate"):
-        raise _Refused(f"answered with Content-Encoding {encoding!r} (hfget asked for identity)")
-    decoder = None
-    if encoding in ("gzip", "deflate"):
-        decoder = zlib.decompressobj(47 if encoding == "gzip" else zlib.MAX_WBITS)
-        del response.headers["Content-Encoding"]
-    response.stream = _BoundedAnswer(response.stream, scope.deadline, decoder)
-
-
-def _under(raw_path: bytes, prefix: bytes) -> bool:
-    return not prefix or raw_path == prefix or raw_path.startswith(prefix + b"/")
-
-
-@contextlib.contextmanager
-def _scoped(endpoint: str, timeout: float, deadline: float = 120.0) -> Iterator[None]:
-    from huggingface_hub import get_session
-
-    session = get_session()
-    hooks = session.event_hooks
-    if _scoped_request_hook not in hooks["request"]:
-        session.event_hooks = {**hooks, "request": [*hooks["request"], _scoped_request_hook],
-                               "response": [*hooks["response"], _scoped_response_hook]}
-    token = _SCOPE.set(_Scope(httpx2.URL(endpoint), timeout, deadline))
+    if not isinstance(value, str) or not value:
+        return ""
     try:
-        yield
-    finally:
-        _SCOPE.reset(token)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc).isoformat()
+    except ValueError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -236,22 +148,44 @@ class Metadata:
         return self.lookup(repo, revision, self.mirrors.current).commit
 
     def lookup(self, repo: Repo, revision: str, endpoint: str) -> Served:
-        """What `endpoint` serves for the revision: its commit and that commit's date (one request)."""
-        api = self._hf_api(endpoint)
-        with _translated(repo, revision, endpoint, self.network.proxy), \
-                _scoped(endpoint, self.timeout, self.deadline):
-            info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: api.repo_info(
-                repo.repo_id, repo_type=repo.repo_type, revision=revision, timeout=self.timeout))
-        if not info.sha:
+        """What `endpoint` serves for the revision: its commit and that commit's date (one request). It asks for
+        those two only (`expand`); the full answer lists every file. An endpoint that ignores `expand` sends
+        everything, which is read the same way."""
+        url = f"{endpoint}/api/{repo.api_kind}/{repo.repo_id}/revision/{quote(revision, safe='')}"
+        with _translated(repo, revision, endpoint, self.network.proxy):
+            info = self._retrying(f"the revision lookup of {repo}@{revision}", lambda: self._get_json(url, endpoint))
+        sha = info.get("sha") if isinstance(info, dict) else None
+        if not sha:
             raise NetworkError(f"{endpoint} gave no commit for {repo}@{revision}.")
-        date = info.last_modified.isoformat() if info.last_modified is not None else ""
-        return Served(endpoint, str(info.sha), date)
+        return Served(endpoint, str(sha), _utc(info.get("lastModified")))
+
+    def _get_json(self, url: str, endpoint: str) -> Any:
+        """One GET of a metadata answer, decoded: over the standard library where it can (_plainhttp.py), else on
+        hfget's httpx2 client for metadata (_hub_http.py)."""
+        headers = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        params = {"expand": list(EXPAND)}
+        answer: Any = None
+        if _plainhttp.usable(url, self.network):
+            answer = _plainhttp.get(url, params, headers, timeout=self.timeout, deadline=self.deadline)
+        if answer is None:
+            from . import _hub_http
+
+            with _hub_http.request_scope(endpoint, self.timeout, self.deadline):
+                answer = _hub_http.client(self.network).get(url, params=params, headers=headers)
+            if answer.status_code >= 400:
+                raise HubStatusError(answer)
+        return json.loads(answer.content)
 
     def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:
         from huggingface_hub.hf_api import RepoFile
 
+        from . import _hub_http
+
         api, endpoint = self._hf_api(), self.mirrors.current
-        with _translated(repo, commit, endpoint, self.network.proxy), _scoped(endpoint, self.timeout, self.deadline):
+        with _translated(repo, commit, endpoint, self.network.proxy), \
+                _hub_http.session_scope(endpoint, self.timeout, self.deadline):
             entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
                 repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
         files = [remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
@@ -260,17 +194,17 @@ class Metadata:
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Send again on connect errors, timeouts, 408, 429 and 5xx (huggingface_hub does not retry a revision
         lookup); a refused connection gets 3 attempts, the rest the policy's budget."""
-        from huggingface_hub.errors import HfHubHTTPError
-
         attempt = 0
         while True:
             attempt += 1
             try:
                 return call()
-            except (httpx2.TransportError, HfHubHTTPError) as error:
-                if untrusted_certificate(error) is not None:
+            except Exception as error:
+                if not _http_failure(error) or untrusted_certificate(error) is not None:
                     raise
-                status = _status(error)
+                import httpx2
+
+                status = status_of(error)
                 refused = isinstance(error, httpx2.ConnectError)
                 transient = is_transient_status(status) or (status is None and isinstance(error, httpx2.TransportError))
                 limit = min(3, self.policy.retries + 1) if refused else self.policy.retries + 1
@@ -279,6 +213,18 @@ class Metadata:
                 delay = self.policy.delay(attempt, getattr(getattr(error, "response", None), "headers", None))
                 self.sink.handle(MetadataRetried(what, f"{status or type(error).__name__}", delay))
                 time.sleep(delay)
+
+
+def _http_failure(error: Exception) -> bool:
+    """A failure to reach the endpoint (httpx2's TransportError), or an error status (huggingface_hub's
+    HfHubHTTPError, or hfget's own HubStatusError). An error from httpx2 means it was imported."""
+    if isinstance(error, HubStatusError):
+        return True
+    if type(error).__module__.startswith("httpx2"):
+        import httpx2
+
+        return isinstance(error, httpx2.TransportError)
+    return type(error).__module__.startswith("huggingface_hub") and status_of(error) is not None
 
 
 @contextlib.contextmanager
@@ -292,128 +238,3 @@ def _translated(repo: Repo, revision: str, endpoint: str, proxy: str | None) -> 
         if translated is None:
             raise
         raise translated from error
-
-
-def translate_error(error: Exception, *, repo: Repo, revision: str, endpoint: str,
-                    proxy: str | None = None) -> HfgetError | None:
-    """huggingface_hub's and httpx2's errors as hfget's; None for anything else (a bug of ours stays a bug)."""
-    from huggingface_hub import errors as hf_errors
-
-    if proxy is not None and (_status(error) == 407 or isinstance(error, httpx2.TransportError)):
-        return _proxy_error(error, endpoint, mask_url(proxy))
-    if isinstance(error, hf_errors.HfHubHTTPError):
-        return _http_error(error, repo=repo, revision=revision, endpoint=endpoint)
-    if isinstance(error, hf_errors.OfflineModeIsEnabled):
-        return NetworkError(f"HF_HUB_OFFLINE is set and {repo}@{revision} is not in the cache.",
-                            hint="Unset HF_HUB_OFFLINE to download it.")
-    if (failure := untrusted_certificate(error)) is not None:
-        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
-    if isinstance(error, httpx2.TimeoutException):
-        return NetworkError(f"{endpoint} did not answer in time ({type(error).__name__}).",
-                            hint="Try again, or use another --mirror.")
-    if isinstance(error, _Refused):
-        return NetworkError(f"{endpoint} {error} for {repo}@{revision}.",
-                            hint="The endpoint is broken or hostile: use another --mirror.")
-    if isinstance(error, httpx2.RemoteProtocolError):
-        return NetworkError(f"{endpoint} sent a malformed answer for {repo}@{revision}: {_reason(error)}.",
-                            hint="The endpoint is broken or hostile: use another --mirror.")
-    if isinstance(error, httpx2.TooManyRedirects):
-        return NetworkError(f"{endpoint} redirected {repo}@{revision} in a loop.",
-                            hint="The endpoint is misconfigured: use another --mirror.")
-    if isinstance(error, (httpx2.TransportError, _NotSent)):
-        return NetworkError(f"Cannot reach {endpoint}: {_reason(error)}.",
-                            hint="Check the address and your connection, or use another --mirror.")
-    if isinstance(error, (ValueError, KeyError, TypeError)) and _raised_in_huggingface_hub(error):
-        return NetworkError(f"{endpoint} sent an answer hfget cannot read for {repo}@{revision}: {error}.",
-                            hint="The endpoint may be broken: use another --mirror.")
-    return None
-
-
-def _proxy_error(error: Exception, endpoint: str, proxy: str) -> HfgetError:
-    """A failure on the way through the proxy: named as the proxy's (its credentials never shown)."""
-    if (failure := untrusted_certificate(error)) is not None:
-        return certificate_error(failure, urlsplit(endpoint).hostname or endpoint)
-    if _status(error) == 407 or "username/password" in str(error).lower():
-        return NetworkError(f"The proxy {proxy} refused the credentials (or asked for some) on the way to {endpoint}.",
-                            hint="Give them in --proxy as scheme://user:password@host:port.")
-    return NetworkError(f"Cannot reach {endpoint} through the proxy {proxy}: {_reason(error)}.",
-                        hint="Check --proxy (or HFGET_PROXY, the proxy setting), and that the proxy is up.")
-
-
-def _http_error(error: Exception, *, repo: Repo, revision: str, endpoint: str) -> HfgetError:
-    from huggingface_hub import errors as hf_errors
-
-    status = _status(error)
-    if isinstance(error, hf_errors.GatedRepoError):
-        if status == 401:
-            hint = "Accept its conditions on the repo's page, then pass that account's token (--token or HF_TOKEN)."
-        else:
-            hint = ("The token's account has no access yet: accept the conditions on the repo's page, "
-                    "or use another token.")
-        return GatedRepoError(f"{repo} is gated: {endpoint} refused access ({status}).", hint=hint)
-    if isinstance(error, hf_errors.RevisionNotFoundError):
-        return RevisionNotFoundError(
-            f"Revision {revision!r} not found in {repo} on {endpoint}.",
-            hint="Check the branch, tag or commit name (use `main` for the default branch).",
-        )
-    if isinstance(error, hf_errors.RepositoryNotFoundError) or status == 401:
-        if "Invalid credentials" in (getattr(error, "server_message", None) or ""):
-            return AuthError(f"{endpoint} rejected the token while looking up {repo}.",
-                             hint="The token is invalid or expired: pass another with --token or HF_TOKEN.")
-        return RepoNotFoundError(
-            f"Repository {repo} not found on {endpoint} (or it is private).",
-            hint="Check the name and --repo-type; for a private repo pass a token with --token or HF_TOKEN.",
-        )
-    if status == 403:
-        return AuthError(f"{endpoint} refused access to {repo} (403).", hint="Check that the token may read it.")
-    if status == 404:  # no X-Error-Code (nginx, many mirrors and proxies): the repo or the revision is unknown there
-        return NotFoundError(f"Not found on {endpoint}: {repo}@{revision} (HTTP 404: no such repo or revision).",
-                             hint="Check the repo name, --repo-type and the revision.")
-    return NetworkError(f"{endpoint} answered {status} while looking up {repo}@{revision}.",
-                        hint="The endpoint may be having trouble: try again later or use another --mirror.")
-
-
-def _raised_in_huggingface_hub(error: BaseException) -> bool:
-    """Whether the error comes from huggingface_hub parsing an answer (its innermost frame is in that package)."""
-    import json
-    import traceback
-
-    if isinstance(error, json.JSONDecodeError):
-        return True
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and "huggingface_hub" in frames[-1].filename.replace("\\", "/").split("/")
-
-
-def _status(error: Exception) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _reason(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0]
-
-
-class _BoundedAnswer(httpx2.SyncByteStream):
-    """A metadata answer's body, cut off past MAX_ANSWER bytes (decoded) or its deadline."""
-
-    def __init__(self, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream, deadline: float,
-                 decoder: Any) -> None:
-        assert isinstance(stream, httpx2.SyncByteStream)
-        self._stream, self._decoder = stream, decoder
-        self._until = time.monotonic() + deadline
-        self._deadline = deadline
-        self._size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for raw in self._stream:
-            chunk = self._decoder.decompress(raw, MAX_ANSWER + 1 - self._size) if self._decoder else raw
-            self._size += len(chunk)
-            if self._size > MAX_ANSWER:
-                raise _Refused(f"sent an answer of more than {MAX_ANSWER >> 20} MiB")
-            if time.monotonic() > self._until:
-                raise _Refused(f"took more than {self._deadline:g} s to send one answer")
-            yield chunk
-
-    def close(self) -> None:
-        self._stream.close()

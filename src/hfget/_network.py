@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from ._errors import NetworkError, UsageError
 from ._options import Options
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx2
 
 # SSL_CERT_FILE (and SSL_CERT_DIR) httpx2 reads itself; these two it does not (requests and curl do)
@@ -70,11 +71,32 @@ class Network:
         return _context(self.ca_bundle, self.ca_origin)
 
 
+def environment_proxies() -> bool:
+    """Whether HTTP(S)_PROXY/ALL_PROXY apply (httpx2 honours them only with its own transports). Read as urllib's
+    `getproxies_environment` reads them (importing urllib.request for it costs a run that asks one question a tenth
+    of its time): any case, a lower-case name set empty unsets it, HTTP_PROXY is ignored in a CGI request."""
+    proxies: dict[str, str] = {}
+    for name, value in os.environ.items():
+        if value and name.lower().endswith("_proxy"):
+            proxies[name.lower()[:-6]] = value
+    if "REQUEST_METHOD" in os.environ:
+        proxies.pop("http", None)
+    for name, value in os.environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                proxies[name.lower()[:-6]] = value
+            else:
+                proxies.pop(name.lower()[:-6], None)
+    return any(scheme in proxies for scheme in ("http", "https", "all"))
+
+
 _contexts: dict[Path, ssl.SSLContext] = {}
 _lock = threading.RLock()  # held by use_for_metadata while it builds the context
 
 
 def _context(path: Path, origin: str) -> ssl.SSLContext:
+    import ssl
+
     with _lock:
         if path not in _contexts:
             try:
@@ -120,6 +142,8 @@ def _hub_client(arguments: dict[str, Any]) -> httpx2.Client:
 def untrusted_certificate(error: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate failure behind a connect error, if that is what it is (httpx2 chains httpcore2's error,
     which chains the ssl module's)."""
+    import ssl
+
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

@@ -22,15 +22,19 @@ CURL_CA_BUNDLE (see _network.py).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import re
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 Caller = Literal["flag", "argument"]
 
@@ -39,7 +43,7 @@ def _rate(value: Any) -> Any:
     """`20M` -> 20e6 bytes/s: pydantic's ByteSize units (K, M, G decimal; KiB, MiB binary), plus `Mi` and `/s`."""
     if not isinstance(value, str):
         return value
-    from pydantic import ByteSize, TypeAdapter
+    from pydantic import ByteSize, TypeAdapter, ValidationError
 
     text = value.strip().removesuffix("/s")
     if text[-1:] in ("i", "I"):
@@ -82,32 +86,31 @@ def mask_url(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
-class Options(BaseModel):
-    """How a run fetches. Frozen; build it with `Options.build`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True)
+class Options:
+    """How a run fetches. Frozen; build it with `Options.build` (`dataclasses.replace` for a variant)."""
 
     # settings: also read from HFGET_* and the config file
-    mirror: Annotated[tuple[str, ...], BeforeValidator(_names)] = ()
-    jobs: int = Field(32, ge=1, le=256, description="files in flight at once")
-    max_connections: int = Field(32, ge=1, le=256, description="connections for the whole run")
-    connections: int = Field(8, ge=1, le=64, description="connections for one large file")
-    limit_rate: Annotated[float | None, BeforeValidator(_rate), Field(gt=0)] = None
-    retries: int = Field(5, ge=0, le=100, description="transient failures in a row per file")
-    stall_timeout: float = Field(30.0, gt=0, description="seconds without a byte before a connection is dropped")
-    metadata_deadline: float = Field(120.0, gt=0, description="seconds for one whole metadata answer")
-    first_byte_timeout: float = Field(300.0, gt=0, description="seconds to wait for an answer to begin")
-    proxy: Annotated[str | None, AfterValidator(_proxy_url)] = Field(None, repr=False)
+    mirror: tuple[str, ...] = ()
+    jobs: int = 32  # files in flight at once
+    max_connections: int = 32  # connections for the whole run
+    connections: int = 8  # connections for one large file
+    limit_rate: float | None = None
+    retries: int = 5  # transient failures in a row per file
+    stall_timeout: float = 30.0  # seconds without a byte before a connection is dropped
+    metadata_deadline: float = 120.0  # seconds for one whole metadata answer
+    first_byte_timeout: float = 300.0  # seconds to wait for an answer to begin
+    proxy: str | None = field(default=None, repr=False)
     ca_bundle: Path | None = None
     # the run only: explicit values
     endpoint: str | None = None
-    token: str | None = Field(None, repr=False)
+    token: str | None = field(default=None, repr=False)
     cache_dir: Path | None = None
     local_dir: Path | None = None
     offline: bool | None = None  # None: HF_HUB_OFFLINE decides
     space_check: bool = True
     # where each setting came from: "explicit", "environment", "config file" or "default"
-    origins: dict[str, str] = Field(default_factory=dict, repr=False)
+    origins: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def connections_per_file(self) -> int:
@@ -138,17 +141,15 @@ class Options(BaseModel):
     @classmethod
     def build(cls, given: Mapping[str, Any] | None = None, *, caller: Caller = "argument") -> Options:
         """The options of a run: `given` holds what the caller set explicitly (None means "not set")."""
-        explicit = {k: v for k, v in (given or {}).items() if v is not None}
-        _validate(explicit, lambda name: _label(name, caller))
-        env = environment_values()
-        _validate(env, lambda name: f"HFGET_{name.upper()}")
+        explicit = _checked({k: v for k, v in (given or {}).items() if v is not None},
+                            lambda name: _label(name, caller))
+        env = _checked(environment_values(), lambda name: f"HFGET_{name.upper()}")
         path = config_path()
-        from_file = read_config(path)
-        _validate(from_file, lambda name: f"{name} in {path}")
+        from_file = _checked(read_config(path), lambda name: f"{name} in {path}")
         merged = {**from_file, **env, **explicit}
         origins = {name: "explicit" if name in explicit else "environment" if name in env
                    else "config file" if name in from_file else "default" for name in SETTINGS}
-        return cls.model_validate({**merged, "origins": origins})
+        return cls(**merged, origins=origins)
 
 
 SETTINGS = ("mirror", "jobs", "max_connections", "connections", "limit_rate", "retries", "stall_timeout",
@@ -159,11 +160,22 @@ def _label(name: str, caller: Caller) -> str:
     return f"--{name.replace('_', '-')}" if caller == "flag" else f"{name}="
 
 
-def _validate(values: dict[str, Any], label: Any) -> None:
-    if not values:
-        return
+BOUNDS = {"jobs": (1, 256), "max_connections": (1, 256), "connections": (1, 64), "retries": (0, 100)}
+SECONDS = ("stall_timeout", "metadata_deadline", "first_byte_timeout")  # above 0
+_UNSURE = object()
+
+
+def _checked(values: dict[str, Any], label: Any) -> dict[str, Any]:
+    """The values converted to their fields' types, or a UsageError naming the first bad one (`label(name)`).
+    Values of the plain kinds (see `_plain`) are converted here; if any is not, the pydantic model (`_model`)
+    checks them all: it is the definition of what is valid, and gives the messages."""
+    converted = {name: _plain(name, value) for name, value in values.items()}
+    if _UNSURE not in converted.values():
+        return converted
+    from pydantic import ValidationError
+
     try:
-        Options.model_validate(values)
+        model = _model().model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "?"
@@ -173,6 +185,74 @@ def _validate(values: dict[str, Any], label: Any) -> None:
             shown = mask_url(shown)  # a proxy's credentials are never printed
         raise UsageError(f"Bad setting {label(name)}: {message[:1].lower()}{message[1:]} (got {shown!r}).",
                          hint=_fix_hint(label(name))) from None
+    return {name: getattr(model, name) for name in values}
+
+
+def _plain(name: str, value: Any) -> Any:
+    """`value` as the model converts it, when it is of a kind whose conversion is plain (an int in bounds, digits,
+    a str, a Path...); _UNSURE for anything else. A test holds it to the model's answers."""
+    kind = type(value)
+    if name in BOUNDS and (kind is int or (kind is str and re.fullmatch(r"[0-9]{1,9}", value))):
+        number = int(value)
+        return number if BOUNDS[name][0] <= number <= BOUNDS[name][1] else _UNSURE
+    if name in SECONDS and (kind in (int, float) or (kind is str and re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?",
+                                                                                 value))):
+        seconds = float(value)
+        return seconds if 0 < seconds < float("inf") else _UNSURE
+    if name == "limit_rate" and kind in (int, float):
+        return float(value) if 0 < value < float("inf") else _UNSURE
+    if name == "mirror" and (kind is str or (kind in (list, tuple) and all(type(v) is str for v in value))):
+        return _names(value) if kind is str else tuple(value)
+    if name in ("endpoint", "token") and kind is str:
+        return value
+    if name == "proxy" and kind is str:
+        return _plain_proxy(value)
+    if name in ("ca_bundle", "cache_dir", "local_dir") and (kind is str or isinstance(value, Path)) \
+            and "\0" not in str(value):
+        return Path(value)
+    if name in ("offline", "space_check") and kind is bool:
+        return value
+    return _UNSURE
+
+
+def _plain_proxy(value: str) -> Any:
+    try:
+        return _proxy_url(value)
+    except ValueError:
+        return _UNSURE
+
+
+@functools.cache
+def _model() -> type[BaseModel]:
+    """What a valid setting is, as pydantic checks it: built the first time a value is not plain, which a run with
+    plain flags and settings never needs."""
+    from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+    def bounded(name: str, default: int) -> Any:
+        return Field(default, ge=BOUNDS[name][0], le=BOUNDS[name][1])
+
+    class Checked(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        mirror: Annotated[tuple[str, ...], BeforeValidator(_names)] = ()
+        jobs: int = bounded("jobs", Options.jobs)
+        max_connections: int = bounded("max_connections", Options.max_connections)
+        connections: int = bounded("connections", Options.connections)
+        limit_rate: Annotated[float | None, BeforeValidator(_rate), Field(gt=0)] = None
+        retries: int = bounded("retries", Options.retries)
+        stall_timeout: float = Field(Options.stall_timeout, gt=0)
+        metadata_deadline: float = Field(Options.metadata_deadline, gt=0)
+        first_byte_timeout: float = Field(Options.first_byte_timeout, gt=0)
+        proxy: Annotated[str | None, AfterValidator(_proxy_url)] = None
+        ca_bundle: Path | None = None
+        endpoint: str | None = None
+        token: str | None = None
+        cache_dir: Path | None = None
+        local_dir: Path | None = None
+        offline: bool | None = None
+        space_check: bool = True
+
+    return Checked
 
 
 def _fix_hint(where: str) -> str | None:
@@ -214,10 +294,6 @@ def check_keys(data: Mapping[str, Any], known: tuple[str, ...], *, where: str) -
 
 
 def read_toml(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python 3.10
-        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -226,6 +302,10 @@ def read_toml(path: Path, *, missing_ok: bool = False) -> dict[str, Any]:
         raise UsageError(f"No file at {path}.") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"Cannot read {path}: {error}.") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
     try:
         data: dict[str, Any] = tomllib.loads(text)
         return data

@@ -67,7 +67,7 @@ def _ping(endpoint: str, options: Options) -> float:
     import httpx2
 
     from ._exchange import make_client
-    from ._hub import translate_error
+    from ._hub_errors import translate_error
 
     with make_client(connections=1, stall_timeout=options.stall_timeout,
                      network=Network.from_options(options)) as client:

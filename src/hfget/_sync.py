@@ -20,6 +20,7 @@ Repos are fetched at the same time, sharing one connection budget (`max_connecti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
@@ -138,8 +139,8 @@ def sync(manifest: Path, options: Options, *, frozen: bool = False, offline: boo
         raise UsageError(f"--frozen and --offline need {lock_path(manifest)}.", hint="Run `hfget sync` once first.")
     if options.origins.get("mirror") in (None, "default", "config file") and defaults.get("mirror"):
         mirrors = names(defaults["mirror"], f"{manifest} [defaults] mirror")  # configured: --endpoint, HF_ENDPOINT
-        options = options.model_copy(update={"mirror": mirrors,  # and a URL id still name the endpoint first
-                                             "origins": {**options.origins, "mirror": "config file"}})
+        options = dataclasses.replace(options, mirror=mirrors,  # and a URL id still name the endpoint first
+                                      origins={**options.origins, "mirror": "config file"})
     jobs = [_job(manifest, entry, locked, options, pinned=frozen or offline) for entry in entries]
     if offline:
         return [_check_offline(job) for job in jobs]
@@ -155,7 +156,7 @@ def _job(manifest: Path, entry: Entry, locked: dict[str, str], options: Options,
         raise UsageError(f"{entry.id} is in {manifest.name} but not in hfget.lock (or its entry changed).",
                          hint="Run `hfget sync` without --frozen to update the lock.")
     if entry.local_dir:
-        options = options.model_copy(update={"local_dir": manifest.parent / entry.local_dir, "cache_dir": None})
+        options = dataclasses.replace(options, local_dir=manifest.parent / entry.local_dir, cache_dir=None)
     return _Job(entry, commit, options)
 
 
@@ -169,7 +170,7 @@ def _download(job: _Job, sink: Sink, *, options: Options | None = None) -> Downl
 
 def _check_offline(job: _Job) -> SyncResult:
     assert job.commit is not None
-    options = job.options.model_copy(update={"offline": True})
+    options = dataclasses.replace(job.options, offline=True)
     try:
         report = _download(job, NullSink(), options=options).plan(dry_run=True).report
     except NetworkError:  # not even the file list is on disk
@@ -185,8 +186,8 @@ def _fetch_all(jobs: list[_Job], sink: Sink) -> list[SyncResult]:
 
     def fetch(index: int, job: _Job) -> None:
         recorder = _CommitRecorder(sink, job.entry.id)
-        options = job.options.model_copy(update={"max_connections": share, "jobs": min(job.options.jobs, share),
-                                                 "connections": min(job.options.connections, share)})
+        options = dataclasses.replace(job.options, max_connections=share, jobs=min(job.options.jobs, share),
+                                      connections=min(job.options.connections, share))
         try:
             path = _download(job, recorder, options=options).run()
             outcomes.put((index, SyncResult(job.entry, recorder.commit, path)))

@@ -4,9 +4,9 @@
 def main() -> None:
     import os
 
-    # Typer converts parameters with pydantic, whose first use scans every installed package's entry points for
-    # plugins (about 12 ms of every run); hfget uses none.
+    # pydantic (Typer's conversion of what cli/_convert.py leaves to it, a setting that is not plain) scans every
+    # installed package's entry points for plugins on first use (about 12 ms); hfget uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from ._app import run
+    from ._main import run
 
     run()

@@ -140,6 +140,12 @@ class _DownloadByDefault(TyperGroup):
     """`hfget REPO ...` means `hfget download REPO ...`; other words name commands."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a Context of Typer's own click
+        try:
+            from ._convert import install
+        except ImportError:  # a Typer without typer._coercion (before its pydantic conversion): nothing to spare
+            pass
+        else:
+            install(self, ctx)  # plain values converted without pydantic (see _convert.py)
         first = args[0] if args else ""
         if first and first not in self.commands and first not in ("--help", "-h", "--version") \
                 and not first.startswith(("--install-completion", "--show-completion")):
@@ -147,17 +153,18 @@ class _DownloadByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-app = typer.Typer(
-    cls=_DownloadByDefault,
-    name="hfget",
-    help="Download Hugging Face Hub repos fast, through mirrors, resumable and verified. "
+_APP: dict[str, Any] = {
+    "cls": _DownloadByDefault,
+    "name": "hfget",
+    "help": "Download Hugging Face Hub repos fast, through mirrors, resumable and verified. "
     "`hfget REPO [FILES...]` is short for `hfget download REPO [FILES...]`.",
-    epilog=EPILOG,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-)
+    "epilog": EPILOG,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+    "rich_markup_mode": None,
+    "pretty_exceptions_enable": False,
+    "no_args_is_help": True,
+}
+app = typer.Typer(**_APP)
 
 
 def _version(value: bool) -> None:
@@ -356,10 +363,15 @@ class _errors_to_exit_codes:
 
     def __enter__(self) -> None:
         if not self.debug and not os.environ.get("HF_HUB_VERBOSITY"):
-            # hfget reports its own retries; huggingface_hub's log lines would repeat them in another voice
-            from huggingface_hub.utils import logging as hf_logging
+            # hfget reports its own retries; huggingface_hub's log lines would repeat them in another voice.
+            # Its logging module reads HF_HUB_VERBOSITY when it is imported (a run that fetches nothing never
+            # imports it: importing it here would cost a tenth of a second); already imported, it is told.
+            if "huggingface_hub.utils.logging" in sys.modules:
+                from huggingface_hub.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+                hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            else:
+                os.environ["HF_HUB_VERBOSITY"] = "error"
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         if error is None:
@@ -385,30 +397,6 @@ class _errors_to_exit_codes:
         if report is not None:
             report(error)
         raise typer.Exit(error.exit_code)
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (CI cancelling a job, `kill`) stops like Ctrl-C: partials kept, exit 130."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use)
-        pass
-
-
-def run() -> None:
-    from . import _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`: a module of its own)
-
-    _interrupt_on_sigterm()
-    try:
-        app()
-    except KeyboardInterrupt:
-        print("hfget: Interrupted.", file=sys.stderr)
-        sys.exit(ExitCode.INTERRUPTED)
 
 
 def _register_serve() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,7 +56,7 @@ def _serve(host: str, port: int, mirror: Optional[list[str]], endpoint: Optional
                          hint="pip install 'hfget[serve]'") from None
     options = Options.build({"mirror": tuple(mirror or ()) or None, "endpoint": endpoint}, caller="flag")
     folder = Path(cache_dir or constants.HF_HUB_CACHE).expanduser().absolute()
-    options = options.model_copy(update={"cache_dir": folder, "offline": False})
+    options = dataclasses.replace(options, cache_dir=folder, offline=False)
     tokens = read_tokens(token_file) if token_file is not None else frozenset()
     serve(ServeConfig(cache_dir=folder, options=options, host=host, port=port,
                       offline=offline or constants.is_offline_mode(), tokens=tokens))

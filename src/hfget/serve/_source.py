@@ -17,6 +17,7 @@ never involved here.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -79,7 +80,7 @@ class Source:
         self.cache_dir = cache_dir
         self.options = options
         self.offline = offline
-        self._lookups = options.model_copy(update={"retries": 0})  # a client waits: one try, then the cache
+        self._lookups = dataclasses.replace(options, retries=0)  # a client waits: one try, then the cache
         self._lock = threading.Lock()
         self._branches: dict[tuple[Repo, str], tuple[str, float]] = {}
         self._listings: dict[tuple[Repo, str], Listing] = {}
