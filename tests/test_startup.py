@@ -91,9 +91,8 @@ def test_a_cached_rerun_loads_no_more_than_it_uses(hub: Hub, run_hfget, tmp_path
     code, modules = _modules_after("org/model", "--endpoint", hub.url, "--cache-dir", str(tmp_path), "-q",
                                    "--jobs", "4", "--stall-timeout", "20")
     assert code == 0 and len(hub.log) == 1
-    # no pydantic (Typer's conversion, the settings), no HfApi, no progress bars; a plain-http endpoint without a
-    # proxy is asked over a plain socket: no HTTP library, no TLS
-    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn", "httpx2", "httpcore2", "http", "ssl") == []
+    # no pydantic (Typer's conversion, the settings), no HfApi, no progress bars
+    assert _loaded(modules, "pydantic", "rich", "starlette", "uvicorn") == []
     assert [m for m in modules if m.startswith("huggingface_hub.") and m != "huggingface_hub.constants"
             and not m.startswith("huggingface_hub.utils")] == []
     assert "huggingface_hub.hf_api" not in modules and "typer._adapters" not in modules
@@ -109,7 +108,7 @@ def test_the_metadata_client_builds_no_tls_context_for_plain_http(hub: Hub):
     assert list(client._transport._transports) == [False]  # the plain transport only: no CA store loaded
 
 
-def test_a_plain_http_lookup_that_fails_is_retried_like_any_other(hub: Hub, run_hfget, tmp_path: Path):
+def test_a_revision_lookup_that_fails_is_retried_like_any_other(hub: Hub, run_hfget, tmp_path: Path):
     from hub import Fault
 
     hub.create_repo("org/model", {"a.txt": b"1"})
@@ -201,19 +200,6 @@ def test_the_lean_apps_answer_as_the_whole_app_does(args: list[str]):
     lean = runner.invoke(_main._app_for(args), args, prog_name="hfget")
     assert _main._app_for(args) is not _app.app
     assert (lean.exit_code, lean.output) == (whole.exit_code, whole.output)
-
-
-def test_the_plain_lookup_leaves_odd_requests_to_httpx2(hub: Hub):
-    """A header that would split the request, or credentials in the URL: not sent over the plain socket (None)."""
-    from hfget import _plainhttp
-
-    hub.create_repo("org/model", {"a.txt": b"1"})
-    url = f"{hub.url}/api/models/org/model/revision/main"
-    assert _plainhttp.get(url, {}, {"Authorization": "Bearer x\r\nX-Evil: 1"}, timeout=5, deadline=5) is None
-    assert _plainhttp.get(url.replace("http://", "http://user:pw@"), {}, {}, timeout=5, deadline=5) is None
-    assert hub.log == []
-    answer = _plainhttp.get(url, {"expand": ["sha"]}, {"User-Agent": "t"}, timeout=5, deadline=5)
-    assert answer is not None and json.loads(answer.content)["sha"] == hub.repos[("model", "org/model")].refs["main"]
 
 
 def test_shell_completion_gets_the_whole_app(monkeypatch: pytest.MonkeyPatch):

@@ -1,8 +1,8 @@
 """The Hub's metadata: a revision resolved to a commit, and the commit's full file listing.
 
 The revision lookup is one GET that hfget sends itself (hub-protocol.md §2), asking only for the commit and its
-date (`expand=sha&expand=lastModified`; the full answer lists every file): over the standard library to a
-plain-http endpoint without a proxy (_plainhttp.py), else on hfget's httpx2 client for metadata (_hub_http.py).
+date (`expand=sha&expand=lastModified`; the full answer lists every file), on hfget's httpx2 client for metadata
+(_hub_http.py).
 The listing goes through huggingface_hub's `HfApi` (`list_repo_tree`, every page). What the official client does
 not do is added around both (event hooks, in _hub_http.py; on huggingface_hub's session for the listing), scoped
 to hfget's own calls by a context variable:
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from . import _plainhttp
 from ._errors import HfgetError, NetworkError
 from ._events import MetadataRetried, Sink
 from ._hub_errors import HubStatusError, status_of, translate_error
@@ -160,22 +159,17 @@ class Metadata:
         return Served(endpoint, str(sha), _utc(info.get("lastModified")))
 
     def _get_json(self, url: str, endpoint: str) -> Any:
-        """One GET of a metadata answer, decoded: over the standard library where it can (_plainhttp.py), else on
-        hfget's httpx2 client for metadata (_hub_http.py)."""
+        """One GET of a metadata answer, decoded, on hfget's httpx2 client for metadata (_hub_http.py)."""
         headers = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         params = {"expand": list(EXPAND)}
-        answer: Any = None
-        if _plainhttp.usable(url, self.network):
-            answer = _plainhttp.get(url, params, headers, timeout=self.timeout, deadline=self.deadline)
-        if answer is None:
-            from . import _hub_http
+        from . import _hub_http
 
-            with _hub_http.request_scope(endpoint, self.timeout, self.deadline):
-                answer = _hub_http.client(self.network).get(url, params=params, headers=headers)
-            if answer.status_code >= 400:
-                raise HubStatusError(answer)
+        with _hub_http.request_scope(endpoint, self.timeout, self.deadline):
+            answer = _hub_http.client(self.network).get(url, params=params, headers=headers)
+        if answer.status_code >= 400:
+            raise HubStatusError(answer)
         return json.loads(answer.content)
 
     def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:

@@ -1,7 +1,7 @@
 """The httpx2 side of metadata requests: hooks scoped to hfget's own calls, bounded answers, the lookup's client.
 
-Imported only when a metadata request goes over httpx2 (see _hub.py for what the hooks do and why): a re-run whose
-one question goes to a plain-http endpoint (_plainhttp.py) never loads httpx2.
+Imported when the first metadata request is sent (see _hub.py for what the hooks do and why), so `--help` and
+offline runs never load httpx2. Every metadata request goes over httpx2, as every file body does: one HTTP stack.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import httpx2
 
 from ._hub_errors import NotSent, Refused
 from ._network import Network, environment_proxies
-from ._plainhttp import MAX_ANSWER
 
+MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded (README, "Bounded")
 MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
 
 
