@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from waiting import finish, wait_until
+from waiting import wait_until
 
 
 @dataclass
@@ -31,7 +31,12 @@ class ServeProcess:
         """SIGTERM, as a service manager stops it; the exit code and the last line (the summary)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        finish(self.proc, "hfget serve after SIGTERM")
+        try:  # wait, not communicate(): the reader thread alone reads stderr (two readers race for the last lines)
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("hfget serve was still running 60 s after SIGTERM") from None
         wait_until(lambda: self._reader_done.is_set(), "the end of hfget serve's stderr")
         return self.proc.returncode, self.lines[-1] if self.lines else ""
 
@@ -52,9 +57,11 @@ def start_serve(cache_dir: Path, *args: str, env: dict[str, str] | None = None) 
 
     def read() -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            served.lines.append(line.rstrip("\n"))
-        served._reader_done.set()
+        try:
+            for line in proc.stderr:
+                served.lines.append(line.rstrip("\n"))
+        finally:
+            served._reader_done.set()
 
     threading.Thread(target=read, daemon=True).start()
     return served
