@@ -72,6 +72,9 @@ def test_a_mirror_failing_mid_run_is_dropped_and_the_file_completes_from_the_oth
         hub: Hub, second_hub: Hub, run_hfget):
     content = os.urandom(64 * MiB)
     _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+    # the first mirror alone needs seconds for the file (8 MiB/s in all), far longer than the second needs to fail
+    # three times: the run cannot end before the evidence is in, however the machine schedules it
+    hub.total_rate = 8 * MiB
     # the second mirror sends 1 MiB of its first range, then it and its CDN answer only 500
     second_hub.faults += [Fault("reset", origin="cdn", after=MiB), Fault("status", status=500, origin="cdn",
                           times=1000, skip=1), Fault("status", status=500, match="/resolve/", times=1000, skip=1)]
@@ -83,7 +86,9 @@ def test_a_mirror_failing_mid_run_is_dropped_and_the_file_completes_from_the_oth
     hub.wait_idle()
     second_hub.wait_idle()
     failed = [s for s in second_hub.file_gets() if s.status == 500]
-    assert 1 <= len(failed) <= 4  # dropped on the evidence (3 points), not asked again and again
+    # dropped on the evidence (3 points), not asked again and again: beyond the failures that made the evidence, at
+    # most the requests already in flight to it then (one per connection of the file, 8)
+    assert 1 <= len(failed) <= 8
     dropped_at = max(s.at for s in failed)
     assert [s for s in hub.file_gets() if s.at > dropped_at]  # the rest came from the first mirror
     assert sum(s.sent for mirror in (hub, second_hub) for s in _ranged(mirror)) < 1.5 * len(content)
