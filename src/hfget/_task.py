@@ -166,7 +166,8 @@ class Task:
         if self.connections >= self.cap(per_file, split_below):
             return None
         with self.lock:
-            segment = self.ledger.claim(allow_split=self.ranges is RangeSupport.YES)
+            segment = self.ledger.claim(self.ledger.piece_size(self.speed.per_connection),
+                                        allow_split=self.ranges is RangeSupport.YES)
         if segment is not None:
             self.connections += 1
         return segment
