@@ -132,7 +132,7 @@ def _next_piece(run: Transfers, task: Task, done: Segment) -> Segment | None:
         ledger.release(done)
         piece = None
         if go_on and task.state is State.RUNNING and task.ranges is RangeSupport.YES and task.retry_at <= now:
-            piece = ledger.claim(ledger.piece_size(task.speed.per_connection))
+            piece = ledger.claim(ledger.piece_size(task.speed.per_connection, task.connections))
         complete = piece is None and ledger.complete and task.try_move(State.VERIFYING)  # exactly one finishes
     if piece is not None:
         return piece
