@@ -1,10 +1,11 @@
 """A large file: byte ranges over several connections, written in place into one sparse partial.
 
     start        claim the file, load the ledger from the resume sidecar, open the partial at its final size,
-                 send the first ranged GET (the probe)
-    run_segment  one connection's range, from the mirror _spread.py chose: a 206 proves Range works and lets
-                 others join (Task.cap); a 200 means the server ignores Range, so the file becomes one stream
-                 from byte 0; a range whose mirror is dropped mid-way stops there and gives back the rest
+                 send the first ranged GET (the probe: the file's first piece)
+    run_segment  one connection's pieces, in file order (_pieces.py), each a bounded request to the mirror
+                 _spread.py chose, the next asked on the same keep-alive connection: a 206 proves Range works
+                 and lets others join (Task.cap); a 200 means the server ignores Range, so the file becomes one
+                 stream from byte 0; a piece whose mirror is dropped mid-way stops there and gives back the rest
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
 Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
