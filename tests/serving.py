@@ -52,9 +52,13 @@ def start_serve(cache_dir: Path, *args: str, env: dict[str, str] | None = None) 
 
     def read() -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            served.lines.append(line.rstrip("\n"))
-        served._reader_done.set()
+        try:
+            for line in proc.stderr:
+                served.lines.append(line.rstrip("\n"))
+        except ValueError:  # the pipe was closed under the reader (by `finish`): the lines so far are all
+            pass
+        finally:
+            served._reader_done.set()
 
     threading.Thread(target=read, daemon=True).start()
     return served
