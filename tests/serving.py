@@ -31,8 +31,10 @@ class ServeProcess:
         """SIGTERM, as a service manager stops it; the exit code and the last line (the summary)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        finish(self.proc, "hfget serve after SIGTERM")
-        wait_until(lambda: self._reader_done.is_set(), "the end of hfget serve's stderr")
+        try:  # the reader first: `finish` reads the same pipe and closes it, taking the last lines from the reader
+            wait_until(lambda: self._reader_done.is_set(), "the end of hfget serve's stderr")
+        finally:
+            finish(self.proc, "hfget serve after SIGTERM")
         return self.proc.returncode, self.lines[-1] if self.lines else ""
 
     _reader_done: threading.Event = field(default_factory=threading.Event)
