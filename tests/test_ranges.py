@@ -1,5 +1,5 @@
-"""Large files over several connections: dynamic splitting, resume of every range, expired CDN links,
---limit-rate, and a partial file that never outgrows the file."""
+"""Large files over several connections: pieces in file order, dynamic splitting, resume of every range,
+expired CDN links, --limit-rate, and a partial file that never outgrows the file."""
 
 from __future__ import annotations
 
@@ -54,6 +54,29 @@ def test_a_large_file_is_fetched_over_several_split_ranges_from_one_redirect(hub
     starts = sorted(start for start, _ in ranges)
     assert len(set(starts)) == len(starts)  # every connection began at a new place: the ranges were split
     assert 2 <= hub.max_concurrent_cdn_gets <= 6  # several at once, never more than -c
+
+
+def test_a_large_file_comes_in_bounded_pieces_in_file_order_each_read_to_its_end(hub: Hub, run_hfget):
+    big = os.urandom(96 * MiB)
+    hub.create_repo("org/model", {"model.safetensors": big})
+    hub.rate = 16 * MiB  # per connection, so the file takes several, and pieces of 32 MiB (2 s) at most
+
+    result = run_hfget("org/model", "--endpoint", hub.url, "-q", "-c", "4")
+
+    assert result.returncode == 0, result.stderr
+    gets = hub.requests(origin="cdn", method="GET")
+    asked = _ranges(gets)
+    assert all(end is not None for _, end in asked)
+    assert [g.sent for g in gets] == [end - start for start, end in asked]  # no request cut short...
+    assert sum(g.sent for g in gets) == len(big)  # ...and none overlapping: every byte was sent once
+    assert len(gets) > 4 and max(end - start for start, end in asked) < len(big) // 2
+    by_connection: dict[tuple[str, int], list[tuple[float, int]]] = {}
+    for get, (start, _) in zip(gets, asked, strict=True):
+        by_connection.setdefault(get.peer, []).append((get.at, start))
+    assert any(len(pieces) > 1 for pieces in by_connection.values())  # the next piece on the same connection
+    for pieces in by_connection.values():
+        starts = [start for _, start in sorted(pieces)]
+        assert starts == sorted(starts)  # in file order
 
 
 def test_a_killed_multi_range_download_resumes_every_range_without_fetching_a_byte_twice(

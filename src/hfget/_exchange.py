@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -176,6 +177,7 @@ class Exchange:
         """GET the file (with Range) from `endpoint` (default: the one in use), following redirects; raise unless
         the answer is a 200 or a 206."""
         endpoint = endpoint or self.mirrors.current
+        asked_at = time.monotonic()
         home = origin(endpoint)
         url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
@@ -193,7 +195,7 @@ class Exchange:
                     continue
                 if response.status_code >= 400:
                     raise _status_error(response, file, link, on_endpoint=at_home)
-                self.mirrors.answered(endpoint)
+                self.mirrors.answered(endpoint, asked_at)
                 return response
         except httpx2.TransportError as error:
             failure = untrusted_certificate(error)

@@ -1,10 +1,11 @@
 """A large file: byte ranges over several connections, written in place into one sparse partial.
 
     start        claim the file, load the ledger from the resume sidecar, open the partial at its final size,
-                 send the first ranged GET (the probe)
-    run_segment  one connection's range, from the mirror _spread.py chose: a 206 proves Range works and lets
-                 others join (Task.cap); a 200 means the server ignores Range, so the file becomes one stream
-                 from byte 0; a range whose mirror is dropped mid-way stops there and gives back the rest
+                 send the first ranged GET (the probe: the file's first piece)
+    run_segment  one connection's pieces, in file order (_pieces.py), each a bounded request to the mirror
+                 _spread.py chose, the next asked on the same keep-alive connection: a 206 proves Range works
+                 and lets others join (Task.cap); a 200 means the server ignores Range, so the file becomes one
+                 stream from byte 0; a piece whose mirror is dropped mid-way stops there and gives back the rest
     finish       once every byte is written: wait for the prefix hasher, verify, publish (or fetch once more)
 
 Writes go through `pwrite` under the task's lock, which also guards the ledger and the resume journal: each
@@ -47,7 +48,7 @@ def start(run: Transfers, task: Task) -> None:
         finish(run, task)
         return
     with task.lock:  # the ledger becomes visible to other workers with its probe already claimed
-        segment = ledger.claim(allow_split=False)
+        segment = ledger.claim(ledger.piece_size(None), allow_split=False)
         task.ledger = ledger
         task.connections = 1
         task.move(State.RUNNING)
@@ -80,7 +81,18 @@ def _hash_job(task: Task, ledger: Ledger) -> HashJob:
 
 
 def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = False) -> None:
-    """Fetch one range on one connection, from the endpoint in use for a probe, else where _spread.py says."""
+    """Fetch pieces of the file on one connection, each from where _spread.py says (a probe: the endpoint in
+    use), the next one claimed when one is done, so the keep-alive connection is reused (see _pieces.py)."""
+    piece: Segment | None = segment
+    while piece is not None:
+        if not _fetch(run, task, piece, probe=probe):
+            return
+        probe = False
+        piece = _next_piece(run, task, piece)
+
+
+def _fetch(run: Transfers, task: Task, segment: Segment, *, probe: bool) -> bool:
+    """One request for `segment`; True when all of it is written, else the segment was given back."""
     endpoint = run.spread.choose(run.mirrors.current if probe else None)
     try:
         asked_end = segment.end  # a split may move segment.end down while the request is in flight
@@ -93,7 +105,7 @@ def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = F
             response.close()
     except Transient as error:
         _segment_failed(run, task, segment, error)
-        return
+        return False
     except BaseException:
         _release(run, task, segment)
         raise
@@ -101,16 +113,34 @@ def run_segment(run: Transfers, task: Task, segment: Segment, *, probe: bool = F
         run.spread.closed(endpoint)
     if segment.position < segment.end and not run.mirrors.healthy(endpoint):
         _release(run, task, segment)  # the mirror was dropped (it failed or lagged): the rest goes elsewhere
-        return
+        return False
     if segment.position < segment.end:
         _segment_failed(run, task, segment, Transient(
             f"connection closed at byte {segment.position}, range ended at {segment.end}"))
-        return
-    _release(run, task, segment)
-    with task.lock:  # exactly one connection finishes the file
-        complete = task.ledger is not None and task.ledger.complete and task.try_move(State.VERIFYING)
+        return False
+    return True
+
+
+def _next_piece(run: Transfers, task: Task, done: Segment) -> Segment | None:
+    """The next piece for this connection (same file, same worker), or None after giving the connection back.
+    It stops when the file is complete (and is then finished here), stops running, or the run must shed
+    requests (a 429's pause)."""
+    now = time.monotonic()
+    go_on = run.scheduler.may_continue() and not run.cancel.is_set()  # asked first: the scheduler's lock is
+    with task.lock:  # taken before a file's (Task.join), never after
+        ledger = task.ledger
+        assert ledger is not None
+        ledger.release(done)
+        piece = None
+        if go_on and task.state is State.RUNNING and task.ranges is RangeSupport.YES and task.retry_at <= now:
+            piece = ledger.claim(ledger.piece_size(task.speed.per_connection, task.connections))
+        complete = piece is None and ledger.complete and task.try_move(State.VERIFYING)  # exactly one finishes
+    if piece is not None:
+        return piece
+    run.scheduler.connection_done(task)
     if complete:
         finish(run, task)
+    return None
 
 
 def _range_support(run: Transfers, task: Task, segment: Segment, status: int) -> Segment:

@@ -8,16 +8,19 @@ so then the others are only there to fail over to, as before spreading: a mirror
 refuses the token, is never asked for a range it cannot serve.
 Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
 a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
-healthy one is left, and any good answer from it clears its count. A metadata request that fails for good drops
-the endpoint in use at once (`fail_over`). `on_switch(dropped, current, reason)` hears of every drop (the engine
-reports it); with one mirror in use at a time, as before spreading, that is a move from the dropped one to the
-next. Evidence from a mirror already dropped counts against no one (the transfer layer asks `healthy`), and a CDN
-link is reused only by requests to the mirror that gave it.
+healthy one is left, and a good answer from it clears its count, if that request was sent after the last
+evidence came (an answer to one sent before says nothing of the mirror now: with several connections on a
+mirror that starts failing, the last good answer often lands after its first failures). A metadata request
+that fails for good drops the endpoint in use at once (`fail_over`). `on_switch(dropped, current, reason)`
+hears of every drop (the engine reports it); with one mirror in use at a time, as before spreading, that is a
+move from the dropped one to the next. Evidence from a mirror already dropped counts against no one (the
+transfer layer asks `healthy`), and a CDN link is reused only by requests to the mirror that gave it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 THRESHOLD = 3
@@ -29,6 +32,7 @@ class Mirrors:
             raise ValueError("at least one endpoint")
         self._endpoints = tuple(endpoints)  # the healthy ones, in the order given
         self._points: dict[str, int] = {}
+        self._blamed_at: dict[str, float] = {}  # endpoint -> when its last evidence was counted (monotonic)
         self._confirmed = False  # every endpoint left was found serving the run's commit
         self._lock = threading.Lock()
         self._on_switch = on_switch
@@ -65,16 +69,19 @@ class Mirrors:
             if endpoint not in self._endpoints:
                 return False
             self._points[endpoint] = self._points.get(endpoint, 0) + points
+            self._blamed_at[endpoint] = time.monotonic()
             if self._points[endpoint] < THRESHOLD or len(self._endpoints) < 2:
                 return False
         return self.fail_over(reason, endpoint)
 
-    def answered(self, endpoint: str | None = None) -> None:
-        """A good answer from `endpoint` (default: the one in use): the evidence so far was bad luck."""
+    def answered(self, endpoint: str | None = None, asked_at: float = float("inf")) -> None:
+        """A good answer from `endpoint` (default: the one in use) to a request sent at `asked_at` (monotonic): the
+        evidence counted before it was sent was bad luck."""
         endpoint = endpoint or self.current
         if self._points.get(endpoint):
             with self._lock:
-                self._points.pop(endpoint, None)
+                if asked_at > self._blamed_at.get(endpoint, 0.0):
+                    self._points.pop(endpoint, None)
 
     def fail_over(self, reason: str, endpoint: str | None = None) -> bool:
         """Drop `endpoint` (default: the one in use) for the rest of the run now; False if no other is left."""

@@ -74,6 +74,11 @@ class Scheduler:
                 return task, None
         return None
 
+    def may_continue(self) -> bool:
+        """May a busy worker send another request now (no 429 pause, no fewer requests allowed than are busy)?"""
+        with self._cond:
+            return time.monotonic() >= self._paused_until and self._busy <= self.concurrency.current()
+
     def worker_free(self) -> None:
         with self._cond:
             self._busy -= 1

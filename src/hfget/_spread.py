@@ -3,9 +3,10 @@
 aria2's model (its adaptive selector over the several URIs of one file): a large file's ranges are spread over
 every healthy mirror serving the commit, and each mirror gets work in proportion to the speed it delivers.
 
-- Work follows speed by itself: every range is one request bound to one endpoint, and a connection that finishes
-  its range takes half of the largest range still in flight (_pieces.py), so a fast mirror's connections end up
-  fetching more of the file than a slow one's. What is left to decide is where each new request goes.
+- Work follows speed by itself: every piece is one request bound to one endpoint, and a connection that finishes
+  its piece asks for the next (at the end, half of a range still in flight that lags, _pieces.py), so a fast
+  mirror's connections fetch more of the file than a slow one's. What is left to decide is where each new
+  request goes: each piece is placed anew, so a connection may move to another mirror between pieces.
 - Each endpoint has a meter: the bytes per second all of its ranges together delivered over the last window
   (every file counts: a mirror's cap is on the mirror, not on one file), and per connection (bytes over the
   connection-seconds of the window, so connections opened mid-window count for the time they were open). A window

@@ -163,10 +163,12 @@ class Task:
         """Work for one more connection on this running file, if it may take one (caller holds the scheduler)."""
         if self.ledger is None or self.state is not State.RUNNING or self.retry_at > now:
             return None
-        if self.connections >= self.cap(per_file, split_below):
+        cap = self.cap(per_file, split_below)
+        if self.connections >= cap:
             return None
         with self.lock:
-            segment = self.ledger.claim(allow_split=self.ranges is RangeSupport.YES)
+            segment = self.ledger.claim(self.ledger.piece_size(self.speed.per_connection, cap),
+                                        allow_split=self.ranges is RangeSupport.YES)
         if segment is not None:
             self.connections += 1
         return segment
