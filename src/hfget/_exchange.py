@@ -42,17 +42,15 @@ from ._events import HostLimited, Sink
 from ._hosts import HostSlots, SlotStream
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._network import Network, certificate_error, environment_proxies, untrusted_certificate
+from ._network import HEADERS, Network, certificate_error, environment_proxies, untrusted_certificate
 from ._repo import keep_prefix
 from ._retry import is_transient_status
-from ._version import __version__
 from ._waiting import FirstByteWatch
 
 if TYPE_CHECKING:
     from ._options import Options
 
 MAX_REDIRECTS = 10
-HEADERS = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
 CONNECT_TIMEOUT = 10.0
 WAITING_REPORTED_AFTER = 5.0  # seconds without an answer (or the stall timeout, if shorter) before it is reported
 

@@ -39,7 +39,7 @@ from ._hub_errors import HubStatusError, status_of, translate_error
 from ._listing import check_listing, remote_file
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._network import Network, untrusted_certificate, use_for_metadata
+from ._network import HEADERS, Network, untrusted_certificate, use_for_metadata
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
 from ._version import __version__
@@ -160,7 +160,7 @@ class Metadata:
 
     def _get_json(self, url: str, endpoint: str) -> Any:
         """One GET of a metadata answer, decoded, on hfget's httpx2 client for metadata (_hub_http.py)."""
-        headers = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
+        headers = dict(HEADERS)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         params = {"expand": list(EXPAND)}

@@ -25,11 +25,16 @@ from typing import TYPE_CHECKING, Any
 from ._compat import hub_default_client_factory, hub_request_event_hook
 from ._errors import NetworkError, UsageError
 from ._options import Options
+from ._version import __version__
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx2
+
+# every request hfget sends itself (metadata and file bodies): who asks, and no compressed bodies (a byte count and a
+# hash over what the server holds; hub-protocol.md §3)
+HEADERS = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
 
 # SSL_CERT_FILE (and SSL_CERT_DIR) httpx2 reads itself; these two it does not (requests and curl do)
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
