@@ -211,3 +211,46 @@ def test_shell_completion_gets_the_whole_app(monkeypatch: pytest.MonkeyPatch):
     result = subprocess.run([str(script)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
                             env={**os.environ, "COMP_WORDS": "hfget download --jo", "COMP_CWORD": "2"})
     assert result.stdout.split() == ["--jobs"], result.stderr
+
+
+@pytest.mark.parametrize(("repo_id", "repo_type"), [("org/model", "model"), ("gpt2", "model"),
+                                                    ("org/data.v2", "dataset"), ("a-b/c_d", "space")])
+def test_the_quick_cache_folder_name_is_huggingface_hubs(repo_id: str, repo_type: str):
+    from huggingface_hub.file_download import repo_folder_name
+
+    from hfget import _compat
+
+    assert _compat.repo_folder_name(repo_id, repo_type) == repo_folder_name(repo_id=repo_id, repo_type=repo_type)
+
+
+def test_the_quick_listing_reader_reads_what_huggingface_hubs_reader_reads(tmp_path: Path):
+    """The re-run's own reader of trees/<commit>.json against huggingface_hub's, on a file huggingface_hub wrote."""
+    from hfget import _compat
+    from hfget._models import RemoteFile
+
+    commit = "c" * 40
+    files = [RemoteFile("config.json", 2, "a" * 40), RemoteFile("w/model.safetensors", 9, "b" * 40,
+                                                                 lfs_sha256="d" * 64, xet_hash="e" * 64)]
+    _compat.write_tree(tmp_path, commit, files)
+    quick = _compat._read_tree_v1(tmp_path / "trees" / f"{commit}.json")
+    assert quick is not None  # the format huggingface_hub writes is the one the quick reader knows
+    (tmp_path / "trees" / f"{commit}.json").rename(tmp_path / "trees" / "other.json")
+    assert _compat._read_tree_v1(tmp_path / "trees" / f"{commit}.json") is None
+    (tmp_path / "trees" / "other.json").rename(tmp_path / "trees" / f"{commit}.json")
+    from huggingface_hub._tree_cache import read_tree_cache
+
+    theirs = read_tree_cache(str(tmp_path), commit)
+    assert theirs is not None
+    assert sorted(f.path for f in quick) == sorted(theirs)
+    assert sorted(quick, key=lambda f: f.path) == sorted(files, key=lambda f: f.path)
+
+
+@pytest.mark.parametrize("token", [None, "hf_from_env", "  hf_spaced\n"])
+def test_the_quick_token_lookup_finds_what_huggingface_hubs_finds(token: str | None, monkeypatch: pytest.MonkeyPatch):
+    from huggingface_hub import get_token
+
+    from hfget import _compat
+
+    if token is not None:
+        monkeypatch.setenv("HF_TOKEN", token)
+    assert _compat.get_token() == get_token()
