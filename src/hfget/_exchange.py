@@ -26,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 import threading
 import time
@@ -115,13 +116,9 @@ class ThreadClients:
 
     @classmethod
     def for_run(cls, options: Options, network: Network) -> ThreadClients:
-        tls: list[ssl.SSLContext] = []  # one context for all, made with the first client
-
-        def make() -> httpx2.Client:
-            if not tls:
-                tls.append(httpx2.create_ssl_context(verify=network.verify(), trust_env=True))
-            return make_client(connections=4, stall_timeout=options.stall_timeout, network=network, tls=tls[0])
-        return cls(make)
+        tls = functools.cache(lambda: httpx2.create_ssl_context(verify=network.verify(), trust_env=True))
+        return cls(lambda: make_client(connections=4, stall_timeout=options.stall_timeout, network=network,
+                                       tls=tls()))  # one TLS context for all the run's clients
 
     def current(self) -> httpx2.Client:
         client: httpx2.Client | None = getattr(self._local, "client", None)
