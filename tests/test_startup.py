@@ -18,15 +18,21 @@ from hub import Hub
 MANY = {f"shards/{i // 100:02d}/file-{i:04d}.json": os.urandom(64) for i in range(400)}
 
 
-def _modules_after(*argv: str) -> tuple[int, list[str]]:
+def _modules_after(*argv: str, columns: int = 100) -> tuple[int, list[str]]:
     """Run the CLI in a fresh interpreter; its exit code and every module it imported."""
+    code, modules, _output = _cli(*argv, columns=columns)
+    return code, modules
+
+
+def _cli(*argv: str, columns: int = 100) -> tuple[int, list[str], str]:
+    """Run the CLI in a fresh interpreter (a terminal `columns` wide): its exit code, modules and output."""
     script = ("import json, sys\nfrom hfget.cli import main\nsys.argv = ['hfget', *sys.argv[1:]]\ncode = 0\n"
               "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code or 0\n"
               "print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, env={**os.environ, "COLUMNS": str(columns)})
     code, modules = json.loads(proc.stderr.strip().splitlines()[-1])
-    return code, modules
+    return code, modules, proc.stdout
 
 
 def _loaded(modules: list[str], *packages: str) -> list[str]:
@@ -82,6 +88,38 @@ def test_help_loads_neither_the_network_nor_the_engine(hf_home: Path):
     assert _loaded(modules, "huggingface_hub", "httpx2", "httpcore2", "rich", "pydantic", "starlette",
                    "uvicorn") == []
     assert "hfget._engine" not in modules and "hfget._events" not in modules
+
+
+def test_the_help_kept_for_hfget_help_is_what_typer_prints_now():
+    from hfget.cli import _usage
+
+    assert _usage.render() == _usage.TEXT, "`hfget --help` changed: run python tools/render_help.py"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_typers_text_without_loading_typer(flag: str):
+    from hfget.cli import _usage
+
+    code, modules, output = _cli(flag, columns=132)
+    assert code == 0 and output == _usage.render(132) == _usage.TEXT  # any terminal this wide: Typer's 78 columns
+    assert _loaded(modules, "typer", "click", "rich") == []
+
+
+def test_a_narrow_terminal_gets_typers_own_wrapping():
+    from hfget.cli import _usage
+
+    code, modules, output = _cli("--help", columns=60)
+    assert code == 0 and output == _usage.render(60) != _usage.TEXT
+    assert "typer" in modules
+
+
+def test_shell_completion_never_takes_the_kept_help(monkeypatch: pytest.MonkeyPatch):
+    from hfget.cli import _usage
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _usage.ready()
+    monkeypatch.setenv("_HFGET_COMPLETE", "complete_bash")
+    assert not _usage.ready()
 
 
 def test_a_cached_rerun_loads_no_more_than_it_uses(hub: Hub, run_hfget, tmp_path: Path):

@@ -3,7 +3,14 @@
 
 def main() -> None:
     import os
+    import sys
 
+    if sys.argv[1:] in (["--help"], ["-h"]):  # the list of commands, rendered ahead of time where it holds
+        from . import _usage
+
+        if _usage.ready():
+            sys.stdout.write(_usage.TEXT)
+            return
     # pydantic (Typer's conversion of what cli/_convert.py leaves to it, a setting that is not plain) scans every
     # installed package's entry points for plugins on first use (about 12 ms); hfget uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
