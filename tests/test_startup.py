@@ -105,6 +105,16 @@ def test_help_prints_typers_text_without_loading_typer(flag: str):
     assert _loaded(modules, "typer", "click", "rich") == []
 
 
+def test_version_says_what_typers_app_says_without_loading_typer():
+    from typer.testing import CliRunner
+
+    from hfget.cli._app import app
+
+    code, modules, output = _cli("--version")
+    assert code == 0 and output == CliRunner().invoke(app, ["--version"]).output == f"hfget {hfget.__version__}\n"
+    assert _loaded(modules, "typer", "click", "rich") == []
+
+
 def test_a_narrow_terminal_gets_typers_own_wrapping():
     from hfget.cli import _usage
 

@@ -11,6 +11,11 @@ def main() -> None:
         if _usage.ready():
             sys.stdout.write(_usage.TEXT)
             return
+    if sys.argv[1:] == ["--version"]:  # what the root command's --version prints, without building it
+        from .._version import __version__
+
+        print(f"hfget {__version__}")
+        return
     # pydantic (Typer's conversion of what cli/_convert.py leaves to it, a setting that is not plain) scans every
     # installed package's entry points for plugins on first use (about 12 ms); hfget uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
