@@ -25,10 +25,15 @@ round trip), the disk's write speed for the bytes of the repo (measured here, pa
 writes), the link cap (connections x the per-connection rate), or the interpreter's own start-up.
 
 Runs of the tools alternate; each download goes to a fresh cache and every output file is checked against the
-source's sha256 before its time counts. The Hub is tests/hub.py, serving bodies with sendfile; its raw
-single-stream speed (one plain httpx2 GET) is printed first, so a reader can see it is not the bottleneck.
-The tools are the ones installed next to this Python (`hfget`, and `hf` from huggingface_hub), and `aria2c` from
-PATH (the bench says so when it is missing: `apt-get install aria2`).
+source's sha256 before its time counts. The caches of `many` are deleted when the scenario ends, not between runs:
+on an ext4 without a journal (this VM's), every new inode is allocated past the inodes freed in the last 30 s,
+reading each one's inode block (the kernel's `recently_deleted`), and with the previous run's 4,000 just deleted
+that was a quarter to a third of the `many` profile (perf), a cost of the bench's own clean-up for both tools.
+
+The Hub is tests/hub.py, serving bodies with sendfile; its raw single-stream speed (one plain httpx2 GET) is
+printed first, so a reader can see it is not the bottleneck. The tools are the ones installed next to this
+Python (`hfget`, and `hf` from huggingface_hub), and `aria2c` from PATH (the bench says so when it is
+missing: `apt-get install aria2`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class Scenario:
     latency: float = 0.0
     against: str = "hf"
     front: bool = False  # through the nginx front, where installed
+    clean_at_end: bool = False  # delete the runs' caches when the scenario ends (see the module docstring)
 
 
 FRONTS: dict[str, NginxFront] = {}  # repo -> its nginx front, started on first use
@@ -86,7 +92,7 @@ def endpoint(scenario: Scenario, hub: Hub, work: Path) -> str:
 
 
 SCENARIOS = {
-    "many": Scenario("many", 0.10, "bench/many", latency=0.040, front=True),
+    "many": Scenario("many", 0.10, "bench/many", latency=0.040, front=True, clean_at_end=True),
     "no-op": Scenario("no-op", 0.30, "bench/many", latency=0.040, front=True),
     "no-op-14": Scenario("no-op-14", 0.35, "bench/small", latency=0.040),
     "startup": Scenario("startup", 0.12),
@@ -216,12 +222,17 @@ def run_download(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, s
         for tool in tools:
             warm[tool] = work / f"warm-{scenario.name}-{tool}"
             timed(command(tool, scenario.repo, url, warm[tool]), environment(url, work / f"home-{tool}"))
+    used = []
     for run in range(runs):
         for tool in (tools if run % 2 == 0 else tools[::-1]):
             cache = warm.get(tool) or work / f"cache-{tool}-{run}"
             times[tool].append(one_run(tool, scenario, url, work, expected, cache))
             if tool not in warm:
-                shutil.rmtree(cache, ignore_errors=True)
+                used.append(cache)
+                if not scenario.clean_at_end:
+                    shutil.rmtree(cache, ignore_errors=True)
+    for cache in used:
+        shutil.rmtree(cache, ignore_errors=True)
     return times
 
 
