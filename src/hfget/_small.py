@@ -61,7 +61,7 @@ def _stream(run: Transfers, task: Task) -> ContentHash:
     GIL hand-off among 32 workers, and two opens, a stat, seeks and a truncate per file showed in the profile)."""
     partial = task.partial
     assert partial is not None
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)  # as open(): the umask
     try:
         return _stream_into(run, task, fd, os.fstat(fd).st_size)
     finally:
