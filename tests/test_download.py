@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +231,22 @@ def test_files_with_the_same_content_all_arrive_and_share_one_fetch_in_the_cache
     if mode == "cache":
         assert len(hub.requests(origin="cdn", method="GET")) == 1
         assert len(hub.file_gets()) == 3  # weights (redirect + CDN) and "same"; empty files need no request
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_blobs_get_the_permissions_huggingface_hub_gives_them(hub: Hub, tmp_path: Path, run_hfget):
+    """A shared cache (umask 002) keeps its group's write bit on small and large blobs, as huggingface_hub's do."""
+    from huggingface_hub import hf_hub_download
+
+    hub.create_repo("org/model", {"config.json": b"{}", "model.safetensors": os.urandom(9 << 20)})
+    old = os.umask(0o002)
+    try:
+        result = run_hfget("org/model", "--endpoint", hub.url, "--cache-dir", str(tmp_path / "ours"), "-q")
+        theirs = hf_hub_download("org/model", "config.json", cache_dir=tmp_path / "theirs", endpoint=hub.url)
+    finally:
+        os.umask(old)
+    assert result.returncode == 0, result.stderr
+    expected = stat.S_IMODE(os.stat(theirs).st_mode)
+    assert expected == 0o664
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE(os.stat(Path(result.stdout.strip()) / name).st_mode) == expected, name

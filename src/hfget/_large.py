@@ -63,7 +63,7 @@ def _open(run: Transfers, task: Task) -> Ledger:
     ledger = Ledger(file.size, _resume.load(partial, file), min_split=MIN_SPLIT)
     task.resumed = ledger.done_bytes
     task.journal = _resume.Journal(partial, file, ledger.done)  # before the partial is written at any offset
-    task.fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+    task.fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)  # less the umask
     if os.fstat(task.fd).st_size != file.size:
         os.ftruncate(task.fd, file.size)  # sparse: never more than the file's size on disk
     task.hash_job = _hash_job(task, ledger)
