@@ -95,3 +95,35 @@ def test_killed_at_random_points_then_resumed_again_and_again(hub: Hub, hf_home:
     last = hub.requests(origin="cdn", method="GET")
     assert sum(s.sent for s in last) < 12 * MiB  # the last run only finished what the killed ones left
     assert most_fetched(history + last) <= 3  # a byte is fetched again only if a kill caught it in flight
+
+
+def test_workers_that_find_the_partials_listing_expired_together_scan_the_folder_once(tmp_path: Path, monkeypatch):
+    """32 workers claim files at once when the blobs folder's listing of partials has just expired: one of them
+    scans the folder (thousands of entries in a large repo), the others use what it found."""
+    import threading
+
+    from hfget import _ownership
+
+    (tmp_path / "abc.hfget.incomplete").write_bytes(b"x")
+    scans: list[int] = []
+    arrived = threading.Condition()
+    real_scandir = os.scandir
+
+    def scandir(folder):  # holds each scan until all 8 workers scan at once, or 1 s went by
+        with arrived:
+            scans.append(1)
+            arrived.notify_all()
+            arrived.wait_for(lambda: len(scans) >= 8, timeout=1)
+        return real_scandir(folder)
+
+    monkeypatch.setattr(_ownership.os, "scandir", scandir)
+    monkeypatch.setitem(_ownership._LISTINGS, tmp_path, (float("-inf"), {}))  # expired
+    found: list[dict[str, list[str]]] = []
+    workers = [threading.Thread(target=lambda: found.append(_ownership._partials_by_base(tmp_path)))
+               for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(scans) == 1
+    assert found == [{"abc": ["abc.hfget.incomplete"]}] * 8

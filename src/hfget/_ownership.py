@@ -19,6 +19,7 @@ import enum
 import hashlib
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -93,15 +94,27 @@ def owned_name(parked: Path) -> Path:
 
 
 _LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
+_RESCAN = threading.Lock()
 
 
 def _partials_by_base(folder: Path) -> dict[str, list[str]]:
     """Partials in `folder` (parked or owned), by base name: one scan per folder for a few seconds, not one per
-    file (a repo of thousands of files would otherwise scan its blobs folder thousands of times)."""
-    now = time.monotonic()
+    file (a repo of thousands of files would otherwise scan its blobs folder thousands of times), and one when it
+    expires, not one per worker that finds it expired at the same moment (about 24 of a 2,000-entry folder)."""
     cached = _LISTINGS.get(folder)
-    if cached is not None and now - cached[0] < _LISTING_TTL:
+    if cached is not None and time.monotonic() - cached[0] < _LISTING_TTL:
         return cached[1]
+    with _RESCAN:
+        cached = _LISTINGS.get(folder)
+        if cached is not None and time.monotonic() - cached[0] < _LISTING_TTL:
+            return cached[1]  # another worker scanned it while this one waited
+        taken = time.monotonic()
+        names = _scan(folder)
+        _LISTINGS[folder] = (taken, names)
+        return names
+
+
+def _scan(folder: Path) -> dict[str, list[str]]:
     names: dict[str, list[str]] = {}
     try:
         with os.scandir(folder) as entries:
@@ -113,7 +126,6 @@ def _partials_by_base(folder: Path) -> dict[str, list[str]]:
                     names.setdefault(entry.name.removesuffix(_SUFFIX), []).append(entry.name)
     except OSError:
         pass
-    _LISTINGS[folder] = (now, names)
     return names
 
 
