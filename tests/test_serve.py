@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import subprocess
 import sys
@@ -328,3 +329,25 @@ def test_hfget_resumes_against_serve_after_kill_9(hub: Hub, serve, run_hfget, tm
     assert 0 < sent <= len(big) - (4 << 20)  # asked only for what the killed run had not written
     hub.wait_idle()
     assert sum(s.sent for s in hub.file_gets()) <= 1.15 * len(big)  # serve fetched it upstream about once
+
+
+def test_serve_among_mirrors_gives_its_commit_date_so_a_stale_mirror_is_not_taken_for_newer(
+        hub: Hub, serve, tmp_path: Path, run_hfget):
+    """The team's set-up, `--mirror <serve> --mirror <public mirror>`, with the public mirror a commit behind:
+    serve answers the revision lookup with the date upstream gave the commit, so hfget fetches the newest commit
+    from serve and names the other mirror as stale (without a date, serve's answer looked older than any)."""
+    hub.create_repo("org/model", {"config.json": b"old"})
+    stale = Hub(tmp_path / "stale").start()
+    try:
+        stale.mirror_of(hub, "org/model")
+        newest = hub.commit("org/model", {"config.json": b"new"})
+        server = serve()
+        brief, body = _request(server.url, "GET", "/api/models/org/model/revision/main?expand=sha&expand=lastModified")
+        assert brief.status == 200 and set(json.loads(body)) == {"id", "sha", "lastModified"}
+        result = run_hfget("org/model", "-m", server.url, "-m", stale.url, "--cache-dir", str(tmp_path / "c"))
+        assert result.returncode == 0, result.stderr
+        snapshot = Path(result.stdout.strip().splitlines()[-1])
+        assert snapshot.name == newest and (snapshot / "config.json").read_bytes() == b"new"
+        assert stale.file_gets() == []
+    finally:
+        stale.stop()

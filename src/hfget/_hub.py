@@ -84,6 +84,7 @@ class Metadata:
         self.network = network or Network()
         self._apis: dict[str, Any] = {}
         self._served: list[Served] = []
+        self.dates: dict[str, str] = {}  # commit -> its date, from the lookups' answers that gave one
         self.unreachable: dict[str, str] = {}  # endpoint -> why, from the last resolve_everywhere
 
     def resolve_commit(self, repo: Repo, revision: str) -> str:
@@ -156,7 +157,10 @@ class Metadata:
         sha = info.get("sha") if isinstance(info, dict) else None
         if not sha:
             raise NetworkError(f"{endpoint} gave no commit for {repo}@{revision}.")
-        return Served(endpoint, str(sha), _utc(info.get("lastModified")))
+        served = Served(endpoint, str(sha), _utc(info.get("lastModified")))
+        if served.date:
+            self.dates[served.commit] = served.date
+        return served
 
     def _get_json(self, url: str, endpoint: str) -> Any:
         """One GET of a metadata answer, decoded, on hfget's httpx2 client for metadata (_hub_http.py)."""

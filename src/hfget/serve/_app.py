@@ -69,9 +69,13 @@ class HubApp:
 
     def _api(self, request: Request, route: Route, body: bytes, trace: Trace) -> Response:
         commit = self.source.commit(route.repo, route.revision, trace)
+        date = self.source.date(route.repo, commit)
+        expand = request.query_params.getlist("expand")
+        if route.action == "info" and expand and set(expand) <= set(_BRIEF):  # a revision lookup: no listing
+            return JSONResponse(_brief(route, commit, date, expand))
         listing = self.source.listing(route.repo, commit, trace)
         if route.action == "info":
-            return JSONResponse(_info(route, commit, listing, request.query_params.get("blobs") == "true"))
+            return JSONResponse(_info(route, commit, listing, request.query_params.get("blobs") == "true", date))
         if route.action == "paths-info":
             wanted = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
             return JSONResponse([e for p in wanted if (e := _entry(listing, p.strip("/"))) is not None])
@@ -168,7 +172,26 @@ async def _timed(body: AsyncIterator[bytes], trace: Trace) -> AsyncIterator[byte
         trace.upstream += time.monotonic() - started
 
 
-def _info(route: Route, commit: str, listing: Listing, blobs: bool) -> dict[str, Any]:
+_BRIEF = ("sha", "lastModified")  # the fields answered without the commit's listing, when `expand` asks only these
+
+
+def _brief(route: Route, commit: str, date: str | None, expand: list[str]) -> dict[str, Any]:
+    """The fields `expand` asks for, as the Hub answers them (`id` always; `lastModified` when upstream gave it)."""
+    fields = {"sha": commit, "lastModified": _hub_date(date)}
+    return {"id": route.repo.repo_id, **{name: fields[name] for name in expand if fields.get(name)}}
+
+
+def _hub_date(date: str | None) -> str | None:
+    """An ISO 8601 date in UTC as the Hub writes it (`2024-05-01T12:00:00.000Z`, what huggingface_hub parses)."""
+    if not date:
+        return None
+    from datetime import datetime, timezone
+
+    moment = datetime.fromisoformat(date).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _info(route: Route, commit: str, listing: Listing, blobs: bool, date: str | None = None) -> dict[str, Any]:
     siblings = []
     for file in sorted(listing.files, key=lambda f: f.path):
         sibling: dict[str, Any] = {"rfilename": file.path}
@@ -177,8 +200,11 @@ def _info(route: Route, commit: str, listing: Listing, blobs: bool) -> dict[str,
             if file.lfs_sha256:
                 sibling["lfs"] = {"sha256": file.lfs_sha256, "size": file.size, "pointerSize": 134}
         siblings.append(sibling)
-    return {"id": route.repo.repo_id, "sha": commit, "private": False, "disabled": False, "gated": False,
+    info = {"id": route.repo.repo_id, "sha": commit, "private": False, "disabled": False, "gated": False,
             "tags": [], "siblings": siblings}
+    if date:
+        info["lastModified"] = _hub_date(date)
+    return info
 
 
 def _file_entry(file: RemoteFile) -> dict[str, Any]:

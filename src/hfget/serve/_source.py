@@ -84,6 +84,7 @@ class Source:
         self._lock = threading.Lock()
         self._branches: dict[tuple[Repo, str], tuple[str, float]] = {}
         self._listings: dict[tuple[Repo, str], Listing] = {}
+        self._dates: dict[tuple[Repo, str], str] = {}  # (repo, commit) -> the date upstream gave the commit
         self._down_until = 0.0
 
     # -- what the server asks ----------------------------------------------------------------------------------
@@ -107,13 +108,13 @@ class Source:
         if known is not None and time.monotonic() - known[1] < BRANCH_TTL:
             return known[0]
         if self.upstream:
+            download = Download(self.target(repo, revision), self._lookups, NullSink())
             try:
-                commit = self._ask(trace, lambda: Download(self.target(repo, revision), self._lookups,
-                                                           NullSink()).resolve())
+                commit = self._ask(trace, download.resolve)
             except NetworkError:
                 pass  # the cache answers
             else:
-                self._remember(repo, revision, commit)
+                self._remember(repo, revision, commit, download.metadata.dates.get(commit))
                 return commit
         cached = self.store(repo).cached_commit(revision)
         if cached is None or not is_commit(cached):
@@ -193,9 +194,16 @@ class Source:
             pass  # a read-only cache: served from memory
         return files
 
-    def _remember(self, repo: Repo, revision: str, commit: str) -> None:
+    def date(self, repo: Repo, commit: str) -> str | None:
+        """The commit's date (ISO 8601, UTC) as upstream gave it, if a lookup since the start gave one."""
+        with self._lock:
+            return self._dates.get((repo, commit))
+
+    def _remember(self, repo: Repo, revision: str, commit: str, date: str | None = None) -> None:
         with self._lock:
             self._branches[(repo, revision)] = (commit, time.monotonic())
+            if date:
+                self._dates[(repo, commit)] = date
         try:
             self.store(repo).record_ref(revision, commit)
         except (OSError, StorageError):
