@@ -351,3 +351,23 @@ def test_serve_among_mirrors_gives_its_commit_date_so_a_stale_mirror_is_not_take
         assert stale.file_gets() == []
     finally:
         stale.stop()
+
+
+def test_a_fetch_that_fails_mid_stream_cuts_the_response_with_one_log_line(hub: Hub, serve):
+    """Upstream keeps sending wrong bytes: the client's response is cut before its last byte (so it retries
+    rather than keep a bad file), and the operator's log says so in one line, without a traceback."""
+    hub.create_repo("org/model", FILES)
+    hub.corrupt["model.safetensors"] = 10
+    server = serve()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request("GET", "/org/model/resolve/main/model.safetensors")
+    response = connection.getresponse()
+    assert response.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        response.read()
+    connection.close()
+    server.stop()
+    log = "\n".join(server.lines)
+    assert "Traceback" not in log, log
+    [cut] = [line for line in log.splitlines() if "model.safetensors" in line and "cut" in line]
+    assert "hfget serve" in cut

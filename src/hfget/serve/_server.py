@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +53,7 @@ def serve(config: ServeConfig) -> None:
     _announce(config, port)
     server = uvicorn.Server(uvicorn.Config(gate, log_level="warning", access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=5))
+    logging.getLogger("uvicorn.error").addFilter(_cut_in_one_line)  # after the Config: it sets up the logging
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -61,6 +64,21 @@ def serve(config: ServeConfig) -> None:
         fetched = f", {fetcher.fetches} fetched ({fetcher.fetched_bytes} B from upstream)" if fetcher else ""
         print(f"hfget serve: stopped. {totals.requests} requests, {totals.bytes_sent} B sent, {totals.hits} hits, "
               f"{totals.misses} misses{fetched}, {totals.refused} refused.", file=sys.stderr, flush=True)
+
+
+def _cut_in_one_line(record: logging.LogRecord) -> bool:
+    """uvicorn logs an exception that ends a response with its traceback. A response serve cuts on purpose (the
+    upstream fetch failed after the body began: StreamBroken, so the client retries) is one line instead."""
+    from ._fetch import StreamBroken
+
+    error: object = record.exc_info[1] if record.exc_info else None
+    inner: Sequence[object] = getattr(error, "exceptions", ())
+    while len(inner) == 1:  # an exception group of one (anyio's task group)
+        error, inner = inner[0], getattr(inner[0], "exceptions", ())
+    if isinstance(error, StreamBroken):
+        record.msg, record.args = "hfget serve: a response was cut before its end: %s", (error,)
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def _bind(host: str, port: int) -> socket.socket:
