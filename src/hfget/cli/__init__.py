@@ -12,9 +12,9 @@ def main() -> None:
             sys.stdout.write(_usage.TEXT)
             return
     if sys.argv[1:] == ["--version"]:  # what the root command's --version prints, without building it
-        from .._version import __version__
+        from .._version import version_line
 
-        print(f"hfget {__version__}")
+        print(version_line())
         return
     # pydantic (Typer's conversion of what cli/_convert.py leaves to it, a setting that is not plain) scans every
     # installed package's entry points for plugins on first use (about 12 ms); hfget uses none.

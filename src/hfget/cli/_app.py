@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from .._errors import ExitCode, HfgetError, InterruptedError_
-from .._version import __version__
+from .._version import version_line
 
 if TYPE_CHECKING:
     from .._events import DownloadPlanned, Sink
@@ -169,7 +169,7 @@ app = typer.Typer(**_APP)
 
 def _version(value: bool) -> None:
     if value:
-        print(f"hfget {__version__}")
+        print(version_line())
         raise typer.Exit()
 
 

@@ -7,7 +7,6 @@ commands without their parameters: the text and the behaviour are the whole app'
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -15,6 +14,7 @@ import typer
 
 from .._errors import ExitCode
 from ._app import _APP, app, download
+from ._usage import completing
 
 
 def _interrupt_on_sigterm() -> None:
@@ -47,8 +47,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
     first = argv[0] if argv else ""
     names = {info.name or typer.main.get_command_name(getattr(info.callback, "__name__", ""))
              for info in app.registered_commands}
-    if any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ):
-        return app  # shell completion (`_HFGET_COMPLETE=...`, its words in other variables): everything
+    if completing():
+        return app  # shell completion: everything
     if first in ("", "--help", "-h") and len(argv) <= 1:  # the list of commands: their names and help only
         return _lean([_listed(info) for info in app.registered_commands])
     if first.startswith("-") or first in names:

@@ -55,9 +55,12 @@ Commands:
 
 def ready() -> bool:
     """Whether `TEXT` is what Typer would print here: a terminal wide enough, no shell completion under way."""
-    if not TEXT or any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ):
-        return False
-    return shutil.get_terminal_size().columns >= WIDTH
+    return not completing() and shutil.get_terminal_size().columns >= WIDTH
+
+
+def completing() -> bool:
+    """Whether the shell asks for completions (`_HFGET_COMPLETE=...`, its words in other variables)."""
+    return any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ)
 
 
 def render(columns: int = WIDTH) -> str:
@@ -65,9 +68,12 @@ def render(columns: int = WIDTH) -> str:
     a process of its own: Typer's test runner would force its own width."""
     import subprocess
     import sys
+    from pathlib import Path
 
     code = "from hfget.cli import _mirrors_cmd; from hfget.cli._app import app; app(['--help'], prog_name='hfget')"
-    env = {**os.environ, "COLUMNS": str(columns)}
+    here = str(Path(__file__).resolve().parents[2])  # the child imports this very hfget, not another installed one
+    env = {**os.environ, "COLUMNS": str(columns),
+           "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                           stdin=subprocess.DEVNULL, timeout=120)
     return done.stdout
