@@ -61,6 +61,14 @@ def _utc(value: Any) -> str:
         return ""
 
 
+def hub_date(date: str) -> str:
+    """A date `_utc` gave, as the Hub writes it (`2024-05-01T12:00:00.000Z`: what huggingface_hub parses)."""
+    from datetime import datetime, timezone
+
+    moment = datetime.fromisoformat(date).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 @dataclass(frozen=True)
 class Served:
     """The commit an endpoint serves for a revision, and its date (ISO 8601, UTC; empty if not given)."""

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 
+from .._hub import EXPAND
 from .._models import RemoteFile
 from .._repo import is_commit
 from ._fetch import CHUNK, Fetcher, stream
@@ -69,13 +70,13 @@ class HubApp:
 
     def _api(self, request: Request, route: Route, body: bytes, trace: Trace) -> Response:
         commit = self.source.commit(route.repo, route.revision, trace)
-        date = self.source.date(route.repo, commit)
         expand = request.query_params.getlist("expand")
-        if route.action == "info" and expand and set(expand) <= set(_BRIEF):  # a revision lookup: no listing
-            return JSONResponse(_brief(route, commit, date, expand))
+        if route.action == "info" and expand and set(expand) <= set(EXPAND):  # a revision lookup: no listing
+            return JSONResponse(_brief(route, commit, self.source.date(route.repo, commit), expand))
         listing = self.source.listing(route.repo, commit, trace)
         if route.action == "info":
-            return JSONResponse(_info(route, commit, listing, request.query_params.get("blobs") == "true", date))
+            blobs = request.query_params.get("blobs") == "true"
+            return JSONResponse(_info(route, commit, listing, blobs, self.source.date(route.repo, commit)))
         if route.action == "paths-info":
             wanted = parse_qs(body.decode("utf-8", "replace")).get("paths", [])
             return JSONResponse([e for p in wanted if (e := _entry(listing, p.strip("/"))) is not None])
@@ -172,26 +173,14 @@ async def _timed(body: AsyncIterator[bytes], trace: Trace) -> AsyncIterator[byte
         trace.upstream += time.monotonic() - started
 
 
-_BRIEF = ("sha", "lastModified")  # the fields answered without the commit's listing, when `expand` asks only these
-
-
 def _brief(route: Route, commit: str, date: str | None, expand: list[str]) -> dict[str, Any]:
-    """The fields `expand` asks for, as the Hub answers them (`id` always; `lastModified` when upstream gave it)."""
-    fields = {"sha": commit, "lastModified": _hub_date(date)}
+    """What a revision lookup asks for (`expand`, of hfget's EXPAND), as the Hub answers it: `id` always, and
+    `lastModified` when upstream gave it (no listing is read)."""
+    fields = {"sha": commit, "lastModified": date}
     return {"id": route.repo.repo_id, **{name: fields[name] for name in expand if fields.get(name)}}
 
 
-def _hub_date(date: str | None) -> str | None:
-    """An ISO 8601 date in UTC as the Hub writes it (`2024-05-01T12:00:00.000Z`, what huggingface_hub parses)."""
-    if not date:
-        return None
-    from datetime import datetime, timezone
-
-    moment = datetime.fromisoformat(date).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _info(route: Route, commit: str, listing: Listing, blobs: bool, date: str | None = None) -> dict[str, Any]:
+def _info(route: Route, commit: str, listing: Listing, blobs: bool, date: str | None) -> dict[str, Any]:
     siblings = []
     for file in sorted(listing.files, key=lambda f: f.path):
         sibling: dict[str, Any] = {"rfilename": file.path}
@@ -203,7 +192,7 @@ def _info(route: Route, commit: str, listing: Listing, blobs: bool, date: str | 
     info = {"id": route.repo.repo_id, "sha": commit, "private": False, "disabled": False, "gated": False,
             "tags": [], "siblings": siblings}
     if date:
-        info["lastModified"] = _hub_date(date)
+        info["lastModified"] = date
     return info
 
 

@@ -40,6 +40,7 @@ from .._errors import (
     StorageError,
 )
 from .._events import NullSink
+from .._hub import hub_date
 from .._models import RemoteFile
 from .._options import Options
 from .._repo import Repo, is_commit
@@ -195,15 +196,15 @@ class Source:
         return files
 
     def date(self, repo: Repo, commit: str) -> str | None:
-        """The commit's date (ISO 8601, UTC) as upstream gave it, if a lookup since the start gave one."""
+        """The commit's date as upstream gave it, in the Hub's format, if a lookup since the start gave one."""
         with self._lock:
             return self._dates.get((repo, commit))
 
-    def _remember(self, repo: Repo, revision: str, commit: str, date: str | None = None) -> None:
+    def _remember(self, repo: Repo, revision: str, commit: str, date: str | None) -> None:
         with self._lock:
             self._branches[(repo, revision)] = (commit, time.monotonic())
             if date:
-                self._dates[(repo, commit)] = date
+                self._dates[(repo, commit)] = hub_date(date)
         try:
             self.store(repo).record_ref(revision, commit)
         except (OSError, StorageError):
