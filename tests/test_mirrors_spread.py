@@ -94,6 +94,22 @@ def test_a_mirror_failing_mid_run_is_dropped_and_the_file_completes_from_the_oth
     assert sum(s.sent for mirror in (hub, second_hub) for s in _ranged(mirror)) < 1.5 * len(content)
 
 
+def test_a_mirror_whose_bodies_stall_mid_way_is_blamed_not_the_one_in_use(hub: Hub, second_hub: Hub, run_hfget):
+    """A body that stalls mid-way counts against the mirror that sent it: with ranges spread over two mirrors,
+    the second one's stalls must drop the second, not the first (the one in use, which was blamed for them)."""
+    content = os.urandom(64 * MiB)
+    _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
+    hub.total_rate = 8 * MiB  # the run lasts long enough for the second mirror's evidence to come in
+    second_hub.faults.append(Fault("stall", origin="cdn", after=256 << 10, seconds=60, times=1000))
+
+    result = run_hfget("org/model", "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN,
+                       "--stall-timeout", "2")
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert f"switching from {second_hub.url} to {hub.url}" in result.stderr
+    assert f"switching from {hub.url}" not in result.stderr
+
+
 def test_a_mirror_that_lags_far_behind_is_dropped_and_holds_no_range_to_the_end(
         hub: Hub, second_hub: Hub, run_hfget):
     content = os.urandom(64 * MiB)

@@ -104,6 +104,7 @@ def _fetch(run: Transfers, task: Task, segment: Segment, *, probe: bool) -> bool
         finally:
             response.close()
     except Transient as error:
+        error.endpoint = error.endpoint or endpoint  # a body cut mid-way counts against the mirror that sent it
         _segment_failed(run, task, segment, error)
         return False
     except BaseException:
@@ -116,7 +117,7 @@ def _fetch(run: Transfers, task: Task, segment: Segment, *, probe: bool) -> bool
         return False
     if segment.position < segment.end:
         _segment_failed(run, task, segment, Transient(
-            f"connection closed at byte {segment.position}, range ended at {segment.end}"))
+            f"connection closed at byte {segment.position}, range ended at {segment.end}", endpoint=endpoint))
         return False
     return True
 

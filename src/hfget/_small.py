@@ -100,12 +100,13 @@ def _stream_into(run: Transfers, task: Task, fd: int, held: int) -> ContentHash:
             run.count(file, len(chunk))
     except Transient as error:
         error.received += received
+        error.endpoint = error.endpoint or endpoint  # a body cut mid-way counts against the mirror that sent it
         raise
     finally:
         response.close()
     task.received += received
     if content.length < file.size:
-        raise Transient(f"connection closed at {content.length} of {file.size} bytes")
+        raise Transient(f"connection closed at {content.length} of {file.size} bytes", endpoint=endpoint)
     return content
 
 
