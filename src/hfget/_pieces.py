@@ -102,7 +102,7 @@ class Ledger:
         """Bytes for the next piece of a connection fetching `speed` bytes per second, one of `connections` the
         file has or is about to have (see the module docstring)."""
         target = max(PIECE_FLOOR, int(speed * PIECE_SECONDS)) if speed else PIECE_FLOOR
-        left = sum(b - a for a, b in self.free()) + sum(s.remaining for s in self.active)
+        left = self.size - self.done_bytes  # free, or still to come on the connections in flight
         share = -(-left // max(connections, len(self.active) + 1))  # the claiming one is not in `active` yet
         return max(self.min_split, min(target, share))
 
