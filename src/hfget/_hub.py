@@ -141,8 +141,8 @@ class Metadata:
         except HfgetError as error:
             return error
 
-    def _hf_api(self, endpoint: str | None = None) -> Any:
-        endpoint = endpoint or self.mirrors.current
+    def _hf_api(self) -> Any:
+        endpoint = self.mirrors.current
         if endpoint not in self._apis:
             from huggingface_hub import HfApi
 
