@@ -107,7 +107,8 @@ def test_piece_size_follows_speed_and_shares_the_tail():
     size = 1 << 30
     ledger = Ledger(size, min_split=1 << 20)
     assert ledger.piece_size(None) == PIECE_FLOOR
-    assert ledger.piece_size(50e6) == int(50e6 * PIECE_SECONDS)
+    assert PIECE_SECONDS == 2.0
+    assert ledger.piece_size(50e6) == 100_000_000  # two seconds at 50 MB/s
     ledger.done = [(0, size - (40 << 20))]  # 40 MiB left, of which 8 in flight on another connection
     assert ledger.claim(8 << 20) is not None
     assert ledger.piece_size(50e6) == (40 << 20) // 2  # an even share of what is left among the two
