@@ -222,16 +222,18 @@ def run_download(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, s
         for tool in tools:
             warm[tool] = work / f"warm-{scenario.name}-{tool}"
             timed(command(tool, scenario.repo, url, warm[tool]), environment(url, work / f"home-{tool}"))
-    used = []
+    kept = []  # the caches deleted when the scenario ends (clean_at_end)
     for run in range(runs):
         for tool in (tools if run % 2 == 0 else tools[::-1]):
             cache = warm.get(tool) or work / f"cache-{tool}-{run}"
             times[tool].append(one_run(tool, scenario, url, work, expected, cache))
-            if tool not in warm:
-                used.append(cache)
-                if not scenario.clean_at_end:
-                    shutil.rmtree(cache, ignore_errors=True)
-    for cache in used:
+            if tool in warm:
+                continue
+            if scenario.clean_at_end:
+                kept.append(cache)
+            else:
+                shutil.rmtree(cache, ignore_errors=True)
+    for cache in kept:
         shutil.rmtree(cache, ignore_errors=True)
     return times
 
