@@ -223,13 +223,11 @@ class Metadata:
 
 def _http_failure(error: Exception) -> bool:
     """A failure to reach the endpoint (httpx2's TransportError), or an error status (huggingface_hub's
-    HfHubHTTPError, or hfget's own HubStatusError). An error from httpx2 means it was imported."""
-    if isinstance(error, HubStatusError):
-        return True
-    if type(error).__module__.startswith("httpx2"):
-        import httpx2
+    HfHubHTTPError, or hfget's own HubStatusError)."""
+    import httpx2  # loaded by then: every metadata request goes through it
 
-        return isinstance(error, httpx2.TransportError)
+    if isinstance(error, (HubStatusError, httpx2.TransportError)):
+        return True
     return type(error).__module__.startswith("huggingface_hub") and status_of(error) is not None
 
 
