@@ -182,6 +182,8 @@ def test_settings_converted_without_pydantic_agree_with_the_model(name: str, val
     from pydantic import ValidationError
 
     plain = _plain(name, value)
+    if (name, value) in (("jobs", "7"), ("stall_timeout", "0.5"), ("cache_dir", "/tmp/x"), ("offline", True)):
+        assert plain is not _UNSURE  # plain values do skip pydantic (else the start-up saving is gone)
     try:
         checked = getattr(_model().model_validate({name: value}), name)
     except ValidationError:
@@ -202,16 +204,29 @@ def test_options_converted_without_pydantic_agree_with_typer(value: str):
     group = typer.main.get_command(_app.app)
     ctx = group.make_context("hfget", ["download", "org/name"])
     _convert.install(group, ctx)
+    installed, plain = [], []
     for param in group.commands["download"].get_params(ctx):
         own = build_runtime_param(param.type_descriptor)
         given = [value] if param.multiple or param.nargs == -1 else value
         ours = _convert._convert(param.type_descriptor.annotation, given, param.type_descriptor.parameter_info)
+        runtime = param._runtime_param  # what install() gave it: the plain conversion, Typer's as its fallback
+        installed += [param.name] if isinstance(runtime, _convert._Plain) else []
         try:
             expected = own._coerce_value(given, param=param, ctx=ctx)
         except BadParameter:
             assert ours is _convert._UNSURE, param.name
+            if isinstance(runtime, _convert._Plain):
+                with pytest.raises(BadParameter):
+                    runtime._coerce_value(given, param=param, ctx=ctx)
             continue
         assert ours is _convert._UNSURE or (ours == expected and type(ours) is type(expected)), param.name
+        plain += [param.name] if ours is not _convert._UNSURE else []
+        if isinstance(runtime, _convert._Plain):
+            got = runtime._coerce_value(given, param=param, ctx=ctx)
+            assert got == expected and type(got) is type(expected), param.name
+    assert {"jobs", "cache_dir", "stall_timeout", "mirror"} <= set(installed)  # install() gave it where it may
+    if value == "7":
+        assert "jobs" in plain  # a plain number is converted without Typer's adapter
 
 
 def test_the_public_names_are_all_there():
