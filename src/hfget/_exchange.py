@@ -3,8 +3,8 @@
     Exchange.open(file, link, range)  ->  a streaming response whose status and Content-Range fit what was asked
 
 - Redirects are followed by hand (at most `MAX_REDIRECTS`): the token goes to the endpoint's origin only, never to
-  the CDN a download is sent to (hub-protocol.md §3). The CDN location is kept in the file's `Link` for that
-  endpoint (one per mirror, Task.link_to) and reused for its other ranges; another mirror resolves its own.
+  the CDN a download is sent to (hub-protocol.md §3). The CDN location is kept in the file's `Link` and reused for
+  its other ranges; it belongs to the mirror that gave it, so after a fail-over it is resolved again.
 - Statuses are sorted once, here: transient (`Transient`, retried from the bytes on disk by the caller; its
   `blame` is the evidence it adds against the endpoint, see _mirrors.py), a refusal by the endpoint (`AuthError`,
   the run stops), or final for this file (`FileDownloadError`).
@@ -77,13 +77,13 @@ class Transient(Exception):
 
 @dataclass
 class Link:
-    """Where one endpoint last sent a file's body: the CDN URL its resolve URL redirected to (a task keeps one Link
-    per endpoint, Task.link_to)."""
+    """Where a file's body was last found: the CDN URL its resolve URL redirected to, and whose answer that was."""
 
     location: str | None = None
+    endpoint: str | None = None
 
     def forget(self) -> None:
-        self.location = None
+        self.location = self.endpoint = None
 
 
 def make_client(*, connections: int, stall_timeout: float, network: Network,
@@ -174,7 +174,7 @@ class Exchange:
         endpoint = endpoint or self.mirrors.current
         asked_at = time.monotonic()
         home = origin(endpoint)
-        url = link.location or self.resolve_url(file, endpoint)
+        url = link.location if link.location and link.endpoint == endpoint else self.resolve_url(file, endpoint)
         try:
             for _ in range(MAX_REDIRECTS):
                 at_home = url.startswith(f"{endpoint.rstrip('/')}/") or origin(url) == home  # the first: no parse
@@ -186,7 +186,7 @@ class Exchange:
                     response.close()
                     url = _follow(file, url, location, endpoint)
                     if origin(url) != home:
-                        link.location = url  # the CDN: reused for the other ranges
+                        link.location, link.endpoint = url, endpoint  # the CDN: reused for the other ranges
                     continue
                 if response.status_code >= 400:
                     raise _status_error(response, file, link, on_endpoint=at_home)
