@@ -45,13 +45,6 @@ if TYPE_CHECKING:
         Sink,
     )
 
-_EVENTS = frozenset({
-    "DownloadFinished", "DownloadPlanned", "Event", "FileDone", "FileFailed", "FileRetried", "FileStarted",
-    "HostLimited", "MetadataRetried", "MirrorStale", "MirrorSwitched", "NullSink", "PlannedFile", "RevisionResolved",
-    "Sink",
-})
-
-
 def __getattr__(name: str) -> Any:
     """`download` and `plan` load the engine on first use, and the events their module, so `import hfget` (and
     `hfget --help`) stays quick."""
@@ -59,7 +52,7 @@ def __getattr__(name: str) -> Any:
         from . import _api
 
         return getattr(_api, name)
-    if name in _EVENTS:
+    if name in __all__:  # the public names not defined here: the events
         from . import _events
 
         return getattr(_events, name)
