@@ -44,7 +44,7 @@ class Scheduler:
         with self._cond:
             while not self.cancel.is_set():
                 now = time.monotonic()
-                if self._busy >= self.concurrency.current() or now < self._paused_until:
+                if not self._admits(self._busy, now):
                     self._cond.wait(min(0.25, max(0.01, self._paused_until - now)))
                     continue
                 work = self._more_connections(now) or self._next_file(now)
@@ -77,7 +77,11 @@ class Scheduler:
     def may_continue(self) -> bool:
         """May a busy worker send another request now (no 429 pause, no fewer requests allowed than are busy)?"""
         with self._cond:
-            return time.monotonic() >= self._paused_until and self._busy <= self.concurrency.current()
+            return self._admits(self._busy - 1, time.monotonic())  # the asking worker is one of the busy
+
+    def _admits(self, busy: int, now: float) -> bool:
+        """Room for one more request beside `busy` others (caller holds the condition)."""
+        return now >= self._paused_until and busy < self.concurrency.current()
 
     def worker_free(self) -> None:
         with self._cond:
