@@ -150,6 +150,24 @@ def test_a_large_file_takes_one_connection_until_range_support_is_proven_then_al
     assert task.cap(8, 64e6) == 8
 
 
+def test_a_slow_window_while_the_process_was_busy_adds_no_connection_a_quiet_one_does():
+    clock, cpu = [100.0], [10.0]
+    task = _task("big", large=True)
+    task.ranges, task.connections = RangeSupport.YES, 1
+    task.speed.clock, task.speed.cpu_clock = (lambda: clock[0]), (lambda: cpu[0])
+    task.speed.add(0, 1)
+    clock[0] += 0.125
+    cpu[0] += 0.11  # 88% of a core: the small files beside it, not the link, held the stream to 25 MB/s
+    assert task.speed.add(3_125_000, 1)
+    assert task.speed.busy and task.speed.per_connection == pytest.approx(25e6)
+    assert task.cap(8, 64e6) == 1
+    clock[0] += 0.25
+    cpu[0] += 0.05  # 20% of a core and still 25 MB/s: the link caps each stream
+    assert task.speed.add(6_250_000, 1)
+    assert not task.speed.busy
+    assert task.cap(8, 64e6) == 8
+
+
 def test_a_file_whose_stream_ran_faster_than_the_machine_needs_adds_none_when_the_machine_slows_it():
     task = _task("big", large=True)
     task.ranges, task.connections = RangeSupport.YES, 1
