@@ -180,6 +180,16 @@ def test_new_ranges_go_where_they_add_speed():
     assert placed.count("a") == 6 and placed.count("b") == 2  # in proportion to the speed each delivers
 
 
+def test_a_mirror_that_failed_before_its_first_byte_is_not_taken_for_untried_again():
+    mirrors = Mirrors(["a", "b", "c"], on_switch=lambda *_: None)
+    mirrors.keep(["a", "b", "c"])
+    spread = Spread(mirrors)
+    assert spread.choose() == "a"
+    spread.closed("a")  # refused before a byte came (a cap: no blame), so nothing was measured
+    assert spread.choose() == "b"  # the next never asked, not "a" again
+    assert spread.choose() == "c"
+
+
 def test_dropping_a_mirror_that_is_not_the_one_in_use():
     switches: list[tuple[str, str, str]] = []
     mirrors = Mirrors(["a", "b", "c"], on_switch=lambda *s: switches.append(s))

@@ -11,7 +11,7 @@ every healthy mirror serving the commit, and each mirror gets work in proportion
   (every file counts: a mirror's cap is on the mirror, not on one file), and per connection (bytes over the
   connection-seconds of the window, so connections opened mid-window count for the time they were open). A window
   begins with the first byte, so a far mirror's round trip is not read as slowness.
-- A request goes first to an endpoint never tried in this run (with nothing in flight); else to the endpoint whose
+- A request goes first to an endpoint never asked in this run; else to the endpoint whose
   measured speed divided by its requests in flight plus this one is the highest. That is D'Hondt's apportionment:
   requests in flight end up in proportion to the speed each mirror delivers. A mirror capped in total (60 MB/s in
   all, however many connections) measures the same total with more connections, so its share per connection falls
@@ -63,6 +63,7 @@ class Meter:
     speed: float | None = None
     per_connection: float = 0.0
     lagging: int = 0  # windows in a row it lagged behind the best
+    tried: bool = False  # asked for a range in this run (one that failed before its first byte measured nothing)
 
     def count(self, now: float, change: int = 0) -> None:
         """Bring the connection-seconds up to date, then change the requests in flight."""
@@ -99,9 +100,10 @@ class Spread:
         with self._lock:
             meters = [self._meters.setdefault(e, Meter()) for e in healthy]
             if endpoint is None:
-                untried = [e for e, m in zip(healthy, meters, strict=True) if m.speed is None and not m.in_flight]
+                untried = [e for e, m in zip(healthy, meters, strict=True) if not m.tried]
                 endpoint = untried[0] if untried else healthy[self._best(meters)]
             meter = self._meters.setdefault(endpoint, Meter())
+            meter.tried = True
             if not meter.in_flight:  # a fresh window, from the first byte: idle time says nothing of speed
                 meter.since, meter.nbytes, meter.busy = 0.0, 0, 0.0
             meter.count(time.monotonic(), +1)
