@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _large, _ownership, _small
+from . import _large, _memory, _ownership, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
 from ._events import FileRetried, Sink
@@ -121,6 +121,8 @@ class Transfers:
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
         self.scheduler.add(tasks)
         threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-{i}") for i in range(workers)]
+        if workers > 1:
+            _memory.limit_arenas()  # before the threads' first allocations (only in the CLI's process)
         self.hasher.start()
         for thread in threads:
             thread.start()
