@@ -279,6 +279,40 @@ def test_the_python_api_takes_a_proxy_and_a_later_run_without_one_goes_direct(
     assert hub.requests(contains="/revision/") and len(forward_proxy.lines) == used
 
 
+def test_the_trust_is_loaded_once_for_the_process_and_again_when_ssl_cert_file_changes(
+        tls_hub: Hub, ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Loading a CA store costs tens of milliseconds: hfget's revision lookup and its download clients share one
+    TLS context, kept while the trust is the same; a program that then points SSL_CERT_FILE elsewhere gets that."""
+    import ssl
+
+    import hfget
+    from hfget import NetworkError
+
+    loads: list[str] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, cafile: str | None = None, capath: str | None = None,
+                cadata: str | bytes | None = None) -> None:
+        if cafile is not None and Path(cafile) == ca_file:
+            loads.append(cafile)
+        load(self, cafile, capath, cadata)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    _repo(tls_hub)
+    tls_hub.create_repo("org/other", {"model.safetensors": os.urandom(300_000)})
+    first = hfget.download("org/model", endpoint=tls_hub.url, cache_dir=tmp_path / "c")
+    hfget.download("org/other", endpoint=tls_hub.url, cache_dir=tmp_path / "c")
+    assert (first / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert 1 <= len(loads) <= 2  # hfget's one context, and huggingface_hub's session's for the listing
+    stranger = trustme.CA()
+    other_ca = tmp_path / "other-ca.pem"
+    stranger.cert_pem.write_to_path(str(other_ca))
+    monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
+    with pytest.raises(NetworkError, match="not trusted"):
+        hfget.download("org/model", endpoint=tls_hub.url, cache_dir=tmp_path / "d")
+
+
 @pytest.mark.parametrize(("endpoint", "url", "expected"), [
     ("https://h/p/q", "https://h/api/x?c=1", "https://h/p/q/api/x?c=1"),
     ("https://h/p/q", "https://h/p/q/api/x", "https://h/p/q/api/x"),

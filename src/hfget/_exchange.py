@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import functools
 import ssl
 import threading
 import time
@@ -43,7 +42,7 @@ from ._events import HostLimited, Sink
 from ._hosts import HostSlots, SlotStream
 from ._mirrors import Mirrors
 from ._models import RemoteFile
-from ._network import HEADERS, Network, certificate_error, environment_proxies, untrusted_certificate
+from ._network import HEADERS, Network, certificate_error, environment_proxies, tls_context, untrusted_certificate
 from ._repo import keep_prefix
 from ._retry import is_transient_status
 from ._waiting import FirstByteWatch
@@ -116,9 +115,8 @@ class ThreadClients:
 
     @classmethod
     def for_run(cls, options: Options, network: Network) -> ThreadClients:
-        tls = functools.cache(lambda: httpx2.create_ssl_context(verify=network.verify(), trust_env=True))
         return cls(lambda: make_client(connections=4, stall_timeout=options.stall_timeout, network=network,
-                                       tls=tls()))  # one TLS context for all the run's clients
+                                       tls=tls_context(network)))  # one TLS context for all (_network.py)
 
     def current(self) -> httpx2.Client:
         client: httpx2.Client | None = getattr(self._local, "client", None)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 
 from ._hub_errors import NotSent, Refused
-from ._network import Network, environment_proxies
+from ._network import Network, environment_proxies, tls_context
 
 MAX_ANSWER = 256 << 20  # bytes of one metadata answer, decoded (README, "Bounded")
 MAX_PAGES = 10_000  # of one listing: 10 million files at the Hub's 1,000 a page
@@ -115,8 +115,9 @@ def request_scope(endpoint: str, timeout: float, deadline: float) -> Iterator[No
 
 
 class _LazyTLS(httpx2.BaseTransport):
-    """http:// on a transport without certificates, https:// on one built at its first request: loading the CA
-    store costs tens of milliseconds that a plain-http endpoint never needs."""
+    """http:// on a transport without certificates, https:// on one built at its first request with the network's
+    TLS context (_network.tls_context): loading the CA store costs tens of milliseconds that a plain-http endpoint
+    never needs."""
 
     def __init__(self, network: Network) -> None:
         self._network = network
@@ -130,7 +131,7 @@ class _LazyTLS(httpx2.BaseTransport):
         tls = scheme != "http"
         with self._lock:
             if tls not in self._transports:  # an http:// transport never makes a TLS connection: no trust needed
-                self._transports[tls] = httpx2.HTTPTransport(verify=self._network.verify() if tls else False)
+                self._transports[tls] = httpx2.HTTPTransport(verify=tls_context(self._network) if tls else False)
             return self._transports[tls]
 
     def close(self) -> None:

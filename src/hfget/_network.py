@@ -15,6 +15,7 @@ serves the whole process; a later run without them puts huggingface_hub's defaul
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -42,11 +43,14 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 @dataclass(frozen=True)
 class Network:
-    """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run."""
+    """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run. Without a CA bundle,
+    `trusted` holds SSL_CERT_FILE and SSL_CERT_DIR as they were (httpx2 reads them itself), so that a network is
+    the same key for the clients and the TLS context kept for the process only while they are unchanged."""
 
     proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
     ca_bundle: Path | None = None
     ca_origin: str = "--ca-bundle"
+    trusted: tuple[str, str] = field(default_factory=lambda: _environment_trust())
 
     @classmethod
     def from_options(cls, options: Options) -> Network:
@@ -74,6 +78,19 @@ class Network:
         if self.ca_bundle is None:
             return True  # httpx2's default trust (the system's, or SSL_CERT_DIR)
         return _context(self.ca_bundle, self.ca_origin)
+
+
+def _environment_trust() -> tuple[str, str]:
+    return os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
+
+
+@functools.cache
+def tls_context(network: Network) -> ssl.SSLContext:
+    """The network's trust as one TLS context for the process: the revision lookup's client and every download
+    client share it (loading a CA store costs tens of milliseconds, each time it is built)."""
+    import httpx2
+
+    return httpx2.create_ssl_context(verify=network.verify(), trust_env=True)
 
 
 def environment_proxies() -> bool:
