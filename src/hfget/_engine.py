@@ -167,6 +167,8 @@ class Download:
                                         "instead of a branch or tag.")
             commit = cached
         else:
+            if target.store.cached_commit(revision) is None:
+                self.metadata.expect_listing()  # a first download: its listing follows the lookup
             commit = self._lookup(revision)
             endpoint = self.mirrors.current
         self.sink.handle(RevisionResolved(str(target.repo), revision, commit, endpoint, pinned=is_commit(revision)))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -141,6 +142,12 @@ class Metadata:
         except HfgetError as error:
             return error
 
+    def expect_listing(self) -> None:
+        """A listing will follow the lookup (the cache has nothing of this revision): import huggingface_hub's API
+        on a thread meanwhile. The import is about 0.2 s of CPU, the lookup's wait a round trip (three on a new TLS
+        connection), which the thread has to itself."""
+        threading.Thread(target=_import_hub_api, name="hfget-hub-api", daemon=True).start()
+
     def _hf_api(self) -> Any:
         endpoint = self.mirrors.current
         if endpoint not in self._apis:
@@ -219,6 +226,11 @@ class Metadata:
                 delay = self.policy.delay(attempt, getattr(getattr(error, "response", None), "headers", None))
                 self.sink.handle(MetadataRetried(what, f"{status or type(error).__name__}", delay))
                 time.sleep(delay)
+
+
+def _import_hub_api() -> None:
+    with contextlib.suppress(Exception):  # the listing imports it again, and reports what went wrong
+        import huggingface_hub.hf_api  # noqa: F401
 
 
 def _http_failure(error: Exception) -> bool:
