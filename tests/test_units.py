@@ -3,6 +3,7 @@ selector and the options. The end-to-end tests against the test Hub stay the pro
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -259,3 +260,24 @@ def test_file_bodies_are_read_in_large_blocks_on_the_direct_route(hub):
     with httpx2.Client() as plain, plain.stream("GET", url, follow_redirects=True) as response:
         theirs = max(len(chunk) for chunk in response.iter_raw())
     assert ours > 64 << 10 >= theirs
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_owned_partial_names_are_unique_in_a_process_and_a_forked_child_names_its_own_pid(tmp_path):
+    from hfget import _ownership
+
+    parked = tmp_path / "blob.hfget.incomplete"
+    names = {_ownership.owned_name(parked).name for _ in range(1000)}
+    assert len(names) == 1000 and all(f"-{os.getpid()}-" in name for name in names)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(write, _ownership.owned_name(parked).name.encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert f"-{child}-" in os.read(read, 4096).decode()
+    mine = _ownership.owned_name(parked)
+    gone = mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{child}-"))  # the child exited: its partial
+    for path in (mine, gone):
+        path.write_bytes(b"x")
+    assert _ownership.orphans(parked) == [gone]

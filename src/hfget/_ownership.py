@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import os
 import socket
 import threading
@@ -89,8 +90,32 @@ def _base(parked: Path) -> str:
     return parked.name.removesuffix(_SUFFIX)
 
 
+class _Owner:
+    """This process in an owned partial's name: host, pid and a random token drawn once per process (a partial left
+    by an earlier process of the same pid is not ours), then a count. Two system calls a file fewer than a pid and
+    random bytes per name: each is a GIL hand-off among the 32 workers of a many-small-files run."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.token = os.urandom(3).hex()
+        self.names = itertools.count()
+
+
+_owner = _Owner()
+
+
+def _forked() -> None:
+    global _owner
+    _owner = _Owner()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def owned_name(parked: Path) -> Path:
-    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{os.getpid()}-{os.urandom(3).hex()}.incomplete")
+    owner = _owner
+    return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{owner.pid}-{owner.token}{next(owner.names):x}.incomplete")
 
 
 _LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
