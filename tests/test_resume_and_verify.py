@@ -192,3 +192,23 @@ def test_a_push_during_the_download_does_not_mix_two_commits(hub: Hub, run_hfget
     assert (snapshot / "model.safetensors").read_bytes() == old["model.safetensors"]
     resolves = hub.requests(contains="/resolve/")
     assert resolves and all(f"/resolve/{first}/" in s.path for s in resolves)  # every file asked at that commit
+
+
+def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left(hub: Hub, hf_home: Path):
+    """A program (or `hfget serve`) that tries again at once: the first run's partial was parked moments ago, and
+    the second run takes it over instead of starting from zero."""
+    import hfget
+
+    data = os.urandom(3_000_000)
+    hub.create_repo("org/model", {"weights.bin": data})
+    hub.faults = [Fault("reset", origin="cdn", after=1_000_000),  # then the retry is refused
+                  Fault("status", origin="cdn", status=500, times=10, skip=1)]
+    with pytest.raises(hfget.IncompleteDownloadError):
+        hfget.download("org/model", endpoint=hub.url, retries=0)
+    kept = _size_of_any_partial(_partial(hf_home, "models--org--model", data))
+    assert 0 < kept < len(data)
+    hub.faults = []
+    hub.clear_log()
+    path = hfget.download("org/model", endpoint=hub.url)
+    assert (path / "weights.bin").read_bytes() == data
+    assert [g.range for g in hub.requests(origin="cdn", method="GET")] == [f"bytes={kept}-"]
