@@ -62,11 +62,12 @@ class CacheStore:
         # read as huggingface_hub reads it (its constants): "0" or "false" keeps symlinks on
         self._symlinks: bool | None = False if constants.HF_HUB_DISABLE_SYMLINKS else None
         self._root = str(self.storage)  # the per-file paths below are plain strings: pathlib cost ~0.1 ms a file
+        self._blobs = self.storage / "blobs"  # a partial's path is one join (three per file in a plan and a run)
         self._made: set[str] = set()
 
     def prepare(self) -> None:
         try:
-            (self.storage / "blobs").mkdir(parents=True, exist_ok=True)
+            self._blobs.mkdir(parents=True, exist_ok=True)
             (self.storage / "snapshots").mkdir(exist_ok=True)
         except OSError as error:
             raise storage_error(error, self.storage, action="create") from None
@@ -104,7 +105,7 @@ class CacheStore:
             return False
 
     def partial_path(self, file: RemoteFile) -> Path:
-        return self.storage / "blobs" / f"{file.etag}{PARTIAL_SUFFIX}"
+        return self._blobs / f"{file.etag}{PARTIAL_SUFFIX}"
 
     def lock_file(self) -> Path:
         """Where hfget processes lock this repo's blobs (beside huggingface_hub's own lock files)."""
