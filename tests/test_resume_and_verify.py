@@ -201,10 +201,9 @@ def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left
 
     data = os.urandom(3_000_000)
     hub.create_repo("org/model", {"weights.bin": data})
-    hub.faults = [Fault("reset", origin="cdn", after=1_000_000),  # then the retry is refused
-                  Fault("status", origin="cdn", status=500, times=10, skip=1)]
+    hub.faults = [Fault("stall", origin="cdn", after=1_000_000, seconds=600)]  # until the hub stops
     with pytest.raises(hfget.IncompleteDownloadError):
-        hfget.download("org/model", endpoint=hub.url, retries=0)
+        hfget.download("org/model", endpoint=hub.url, retries=0, stall_timeout=1)
     kept = _size_of_any_partial(_partial(hf_home, "models--org--model", data))
     assert 0 < kept < len(data)
     hub.faults = []
