@@ -287,7 +287,9 @@ def test_the_trust_is_loaded_once_for_the_process_and_again_when_ssl_cert_file_c
 
     import hfget
     from hfget import NetworkError
+    from hfget._network import tls_context
 
+    tls_context.cache_clear()
     loads: list[str] = []
     load = ssl.SSLContext.load_verify_locations
 
@@ -304,7 +306,8 @@ def test_the_trust_is_loaded_once_for_the_process_and_again_when_ssl_cert_file_c
     first = hfget.download("org/model", endpoint=tls_hub.url, cache_dir=tmp_path / "c")
     hfget.download("org/other", endpoint=tls_hub.url, cache_dir=tmp_path / "c")
     assert (first / "model.safetensors").read_bytes() == FILES["model.safetensors"]
-    assert 1 <= len(loads) <= 2  # hfget's one context, and huggingface_hub's session's for the listing
+    assert tls_context.cache_info().misses == 1  # one context for the lookups and downloads of both runs
+    assert 1 <= len(loads) <= 2  # that one, and huggingface_hub's session's for the listing (if not built yet)
     stranger = trustme.CA()
     other_ca = tmp_path / "other-ca.pem"
     stranger.cert_pem.write_to_path(str(other_ca))

@@ -17,6 +17,7 @@ import pytest
 
 import hfget
 from hfget import _resume
+from hfget._memory import is_glibc
 from hfget._models import RemoteFile
 from hfget._pieces import merge
 from hub import Hub
@@ -225,7 +226,7 @@ ctypes.CDLL(None).malloc_stats()  # to stderr: a block "Arena N:" per malloc are
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
+@pytest.mark.skipif(not is_glibc(), reason="glibc's malloc arenas")
 def test_the_cli_keeps_malloc_to_two_arenas_while_eight_connections_receive_1_mib_reads(hub: Hub, tmp_path: Path):
     """Each connection's thread churns through megabytes (1 MiB reads, copied twice more by h11 and httpcore2);
     glibc would give each thread that finds the arenas busy one of its own and keep what was freed there (the

@@ -194,7 +194,7 @@ def test_a_push_during_the_download_does_not_mix_two_commits(hub: Hub, run_hfget
     assert resolves and all(f"/resolve/{first}/" in s.path for s in resolves)  # every file asked at that commit
 
 
-def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left(hub: Hub, hf_home: Path):
+def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left(hub: Hub, tmp_path: Path):
     """A program (or `hfget serve`) that tries again at once: the first run's partial was parked moments ago, and
     the second run takes it over instead of starting from zero."""
     import hfget
@@ -202,12 +202,14 @@ def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left
     data = os.urandom(3_000_000)
     hub.create_repo("org/model", {"weights.bin": data})
     hub.faults = [Fault("stall", origin="cdn", after=1_000_000, seconds=600)]  # until the hub stops
+    cache = tmp_path / "cache"  # explicit: huggingface_hub reads HF_HOME once per process
     with pytest.raises(hfget.IncompleteDownloadError):
-        hfget.download("org/model", endpoint=hub.url, retries=0, stall_timeout=1)
-    kept = _size_of_any_partial(_partial(hf_home, "models--org--model", data))
+        hfget.download("org/model", endpoint=hub.url, retries=0, stall_timeout=1, cache_dir=cache)
+    parked = cache / "models--org--model" / "blobs" / f"{hashlib.sha256(data).hexdigest()}.hfget.incomplete"
+    kept = _size_of_any_partial(parked)
     assert 0 < kept < len(data)
     hub.faults = []
     hub.clear_log()
-    path = hfget.download("org/model", endpoint=hub.url)
+    path = hfget.download("org/model", endpoint=hub.url, cache_dir=cache)
     assert (path / "weights.bin").read_bytes() == data
     assert [g.range for g in hub.requests(origin="cdn", method="GET")] == [f"bytes={kept}-"]

@@ -167,6 +167,26 @@ def test_a_slow_window_while_the_process_was_busy_adds_no_connection_a_quiet_one
     assert task.speed.add(6_250_000, 1)
     assert not task.speed.busy
     assert task.cap(8, 64e6) == 8
+    task.connections = 3  # the budget gave it three: a busy window does not hold it back from the rest
+    clock[0] += 0.25
+    cpu[0] += 0.25
+    assert task.speed.add(3 * 6_250_000, 3) and task.speed.busy
+    assert task.cap(8, 64e6) == 8
+
+
+def test_a_busy_machine_defers_the_ramp_up_two_seconds_at_most():
+    clock, cpu = [100.0], [10.0]
+    task = _task("big", large=True)
+    task.ranges, task.connections = RangeSupport.YES, 1
+    task.speed.clock, task.speed.cpu_clock = (lambda: clock[0]), (lambda: cpu[0])
+    task.speed.add(0, 1)
+    caps = []
+    for _ in range(9):
+        clock[0] += 0.25
+        cpu[0] += 0.25  # a whole core, window after window
+        assert task.speed.add(6_250_000, 1)
+        caps.append(task.cap(8, 64e6))
+    assert caps == [1] * 7 + [8, 8]  # still 25 MB/s after 8 windows: the link caps it after all
 
 
 def test_a_file_whose_stream_ran_faster_than_the_machine_needs_adds_none_when_the_machine_slows_it():
@@ -272,12 +292,30 @@ def test_owned_partial_names_are_unique_in_a_process_and_a_forked_child_names_it
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child
-        os.write(write, _ownership.owned_name(parked).name.encode())
-        os._exit(0)
+        try:
+            os.write(write, _ownership.owned_name(parked).name.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
     os.waitpid(child, 0)
-    assert f"-{child}-" in os.read(read, 4096).decode()
+    with os.fdopen(read) as pipe:
+        assert f"-{child}-" in pipe.read()
     mine = _ownership.owned_name(parked)
     gone = mine.with_name(mine.name.replace(f"-{os.getpid()}-", f"-{child}-"))  # the child exited: its partial
     for path in (mine, gone):
         path.write_bytes(b"x")
     assert _ownership.orphans(parked) == [gone]
+
+
+def test_reads_double_while_the_socket_fills_them_and_halve_when_it_does_not():
+    from hfget._compat import FIRST_READ, READ_SIZE, next_read
+
+    size, asked = FIRST_READ, []
+    for _ in range(6):  # a body streaming faster than it is read: every read comes back full
+        asked.append(size)
+        size = next_read(size, size)
+    assert asked == [64 << 10, 128 << 10, 256 << 10, 512 << 10, READ_SIZE, READ_SIZE]
+    for _ in range(5):  # small files on the same connection: 8 KiB answers
+        size = next_read(size, 8 << 10)
+    assert size == FIRST_READ  # halved back: a 1 MiB buffer per small answer cost an mmap each
+    assert next_read(FIRST_READ, 16 << 10) == FIRST_READ  # a TLS record at a time never grows it

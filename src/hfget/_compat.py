@@ -159,14 +159,20 @@ def hub_request_event_hook() -> Callable[[httpx2.Request], Any]:
 # `local` 3.2-3.4 s -> 2.3-2.4 s and `mirror` -20% CPU: each read is one recv, one pass through h11 and httpcore2,
 # and GIL hand-offs among the connections, whatever its size). A connection starts at 64 KiB and doubles its reads
 # while the socket fills them (halving when it does not): a 1 MiB buffer is above glibc's mmap threshold, so a
-# small file's one read cost an mmap, an mremap and a munmap (strace: 3 calls a file of the 2,000 in `many`; A/B
-# 4 pairs, faster in each, 3% on average). It is used for hfget's own file transfers only, and
-# only where no proxy is in the way (proxied routes use httpx2's own transports); nothing of httpx2's or
-# httpcore2's is patched. The transport keeps httpx2's own request/response mapping and only builds its
-# connection pool with this backend: `_pool` is HTTPTransport's private attribute (httpx2 bounded below 3).
+# small file's one read cost an mmap, an mremap and a munmap (strace: 3 calls a file of the 2,000 in `many`; A/B 4
+# pairs, faster in each, 3% on average). Over TLS, Python's ssl hands out one record (16 KiB at most) per read, so
+# there reads stay at 64 KiB and all this helps plain-http endpoints only (the bench's). It is used for hfget's own
+# file transfers only, and only where no proxy is in the way (proxied routes use httpx2's own transports); nothing
+# of httpx2's or httpcore2's is patched. The transport keeps httpx2's own request/response mapping and only builds
+# its connection pool with this backend: `_pool` is HTTPTransport's private attribute (httpx2 bounded below 3).
 
 READ_SIZE = 1 << 20
 FIRST_READ = 64 << 10  # a read asks for twice what the last one asked while the socket fills them, else half
+
+
+def next_read(asked: int, got: int) -> int:
+    """What the next read of a connection asks for, after one that asked `asked` bytes and got `got`."""
+    return min(asked * 2, READ_SIZE) if got >= asked else max(asked // 2, FIRST_READ)
 
 
 
@@ -182,7 +188,7 @@ def fast_transport(*, verify: Any, limits: Any) -> Any:
 
         def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
             data = self._stream.read(max(max_bytes, self._size), timeout)
-            self._size = min(self._size * 2, READ_SIZE) if len(data) >= self._size else max(self._size // 2, FIRST_READ)
+            self._size = next_read(self._size, len(data))
             return data
 
         def write(self, buffer: bytes, timeout: float | None = None) -> None:

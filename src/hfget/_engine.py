@@ -167,7 +167,7 @@ class Download:
                                         "instead of a branch or tag.")
             commit = cached
         else:
-            if target.store.cached_commit(revision) is None:
+            if not target.store.fetched_before(revision):
                 self.metadata.expect_listing()  # a first download: its listing follows the lookup
             commit = self._lookup(revision)
             endpoint = self.mirrors.current

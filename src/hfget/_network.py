@@ -43,9 +43,10 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 @dataclass(frozen=True)
 class Network:
-    """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run. Without a CA bundle,
-    `trusted` holds SSL_CERT_FILE and SSL_CERT_DIR as they were (httpx2 reads them itself), so that a network is
-    the same key for the clients and the TLS context kept for the process only while they are unchanged."""
+    """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run. `trusted` holds
+    SSL_CERT_FILE and SSL_CERT_DIR as they were (httpx2 reads them itself), so that hfget's own clients and TLS
+    context, kept for the process by network, follow a change of them. (huggingface_hub's session, which lists
+    files on the default network, keeps the trust it was built with until it is rebuilt.)"""
 
     proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
     ca_bundle: Path | None = None

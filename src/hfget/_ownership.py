@@ -155,7 +155,10 @@ def _scan(folder: Path) -> dict[str, list[str]]:
 
 
 def forget_listing(folder: Path) -> None:
-    _LISTINGS.pop(folder, None)
+    """The next look at `folder` scans it again. Taken under the scan's lock: a scan already under way, which may
+    have missed what just changed, has stored its listing by then, and it is this that is dropped."""
+    with _RESCAN:
+        _LISTINGS.pop(folder, None)
 
 
 def orphans(parked: Path) -> list[Path]:

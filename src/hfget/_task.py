@@ -158,14 +158,17 @@ class Task:
         hasher, another process or the disk's writeback taking the machine: measured, down to 0 MB/s for a
         window or two) add nothing, unless every window for `THROTTLED_AFTER` of them runs below a quarter of
         it (a CDN throttling a stream after a burst). A file already at `per_file` stays there.
-        A slow window is evidence of a capped stream only if this process had CPU to spare during it: a `busy`
-        window (other files' work, start-up) measured the machine, and the file waits for a quieter one (measured:
-        2 x 512 MiB and 200 small files from a local Hub, the small files made both first windows read 16-35 MB/s
-        and each file opened 8 connections, 4.1-4.4 s; one connection each, 3.5-3.7 s)."""
+        While the file has its one connection, a slow window is evidence of a capped stream only if this process
+        had CPU to spare during it: a `busy` window (other files' work, start-up) measured the machine, and the file
+        waits for a quieter one, for at most `THROTTLED_AFTER` windows (2 s) (measured: 2 x 512 MiB and 200 small
+        files from a local Hub, the small files made both first windows read 16-35 MB/s and each file opened 8
+        connections, 4.1-4.4 s; one connection each, 3.5-3.7 s). Once it has more, busy windows do not hold it back.
+        """
         if self.ranges is not RangeSupport.YES:
             return 1
         speed = self.speed
-        if speed.per_connection is None or speed.per_connection >= split_below or speed.busy:
+        deferred = speed.busy and self.connections <= 1 and len(speed.recent) < THROTTLED_AFTER
+        if speed.per_connection is None or speed.per_connection >= split_below or deferred:
             return max(1, self.connections)
         throttled = len(speed.recent) == THROTTLED_AFTER and max(speed.recent) < split_below / 4
         if speed.fastest >= split_below and not throttled:
