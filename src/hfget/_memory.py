@@ -1,10 +1,11 @@
 """How much memory the C allocator keeps: two malloc arenas when hfget owns its process (the CLI).
 
-glibc gives threads arenas of their own (up to eight per core) and keeps what was freed in each. Over plain http a
-large file's connections each receive reads of up to 1 MiB, which h11 and httpcore2 copy twice more, so every
+glibc gives threads arenas of their own (up to eight per core) and keeps what was freed in each. A large file's
+connections each receive reads of up to 1 MiB, which h11 and httpcore2 copy twice more, so every
 connection's thread churns through megabytes: with 32 connections (the bench's `mirror`, `-c 16`) the peak
 resident memory was 207 MB, of which about 90 MB was freed memory held in per-thread arenas; with two arenas, 120 MB
-and no slower (measured: 2.86-3.03 s against 2.95 s). (Over TLS, reads are 16 KiB records: less churn.)
+and no slower (measured: 2.86-3.03 s against 2.95 s). Over TLS the records that have arrived are gathered into reads
+of the same size.
 
 Only the CLI calls `own_process()`: a program that calls hfget's Python API keeps its own allocator settings.
 `limit_arenas()` is called where the transfer threads start (a run that fetches nothing loads no ctypes), acts once,
