@@ -308,7 +308,7 @@ def test_owned_partial_names_are_unique_in_a_process_and_a_forked_child_names_it
 
 
 def test_reads_double_while_the_socket_fills_them_and_halve_when_it_does_not():
-    from hfget._compat import FIRST_READ, READ_SIZE, next_read
+    from hfget._reads import FIRST_READ, READ_SIZE, next_read
 
     size, asked = FIRST_READ, []
     for _ in range(6):  # a body streaming faster than it is read: every read comes back full

@@ -91,7 +91,7 @@ def make_client(*, connections: int, stall_timeout: float, network: Network,
     arguments = network.client_arguments()
     if tls is not None:
         arguments["verify"] = tls
-    if arguments.get("proxy") is None and not environment_proxies():  # direct: 1 MiB reads (_compat)
+    if arguments.get("proxy") is None and not environment_proxies():  # direct: 1 MiB reads (_reads.py)
         arguments["transport"] = fast_transport(verify=arguments.get("verify", True), limits=limits)
     return httpx2.Client(
         limits=limits,
