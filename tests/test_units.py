@@ -151,12 +151,18 @@ def test_a_large_file_takes_one_connection_until_range_support_is_proven_then_al
     assert task.cap(8, 64e6) == 8
 
 
-def test_a_slow_window_while_the_process_was_busy_adds_no_connection_a_quiet_one_does():
+def _clocked_task() -> tuple[Task, list[float], list[float]]:
+    """A large file with one connection, whose wall and CPU clocks the test moves (lists: set in place)."""
     clock, cpu = [100.0], [10.0]
     task = _task("big", large=True)
     task.ranges, task.connections = RangeSupport.YES, 1
     task.speed.clock, task.speed.cpu_clock = (lambda: clock[0]), (lambda: cpu[0])
     task.speed.add(0, 1)
+    return task, clock, cpu
+
+
+def test_a_slow_window_while_the_process_was_busy_adds_no_connection_a_quiet_one_does():
+    task, clock, cpu = _clocked_task()
     clock[0] += 0.125
     cpu[0] += 0.11  # 88% of a core: the small files beside it, not the link, held the stream to 25 MB/s
     assert task.speed.add(3_125_000, 1)
@@ -175,11 +181,7 @@ def test_a_slow_window_while_the_process_was_busy_adds_no_connection_a_quiet_one
 
 
 def test_a_busy_machine_defers_the_ramp_up_two_seconds_at_most():
-    clock, cpu = [100.0], [10.0]
-    task = _task("big", large=True)
-    task.ranges, task.connections = RangeSupport.YES, 1
-    task.speed.clock, task.speed.cpu_clock = (lambda: clock[0]), (lambda: cpu[0])
-    task.speed.add(0, 1)
+    task, clock, cpu = _clocked_task()
     caps = []
     for _ in range(9):
         clock[0] += 0.25
