@@ -194,11 +194,11 @@ class Exchange:
             failure = untrusted_certificate(error)
             if failure is not None:
                 raise certificate_error(failure, urlsplit(url).hostname or url) from None
-            raise _from(endpoint, from_transport(error, 0)) from None
+            raise sent_by(endpoint, from_transport(error, 0)) from None
         except (ValueError, httpx2.InvalidURL) as error:  # a Location that is not a URL
-            raise _from(endpoint, Transient(f"a redirect to an unusable address ({error})", blame=1)) from None
+            raise sent_by(endpoint, Transient(f"a redirect to an unusable address ({error})", blame=1)) from None
         except Transient as error:
-            raise _from(endpoint, error) from None
+            raise sent_by(endpoint, error) from None
         raise FileDownloadError(file.path, f"{file.path}: too many redirects (more than {MAX_REDIRECTS}).")
 
     def _send(self, file: RemoteFile, url: str, range_header: str | None, *, with_token: bool) -> httpx2.Response:
@@ -255,7 +255,9 @@ class Exchange:
                             status=response.status_code, capped=True)
 
 
-def _from(endpoint: str, error: Transient) -> Transient:
+def sent_by(endpoint: str, error: Transient) -> Transient:
+    """The failure counts against `endpoint` (the mirror asked, or the one that sent a body cut mid-way), unless
+    it already names one."""
     if error.endpoint is None:
         error.endpoint = endpoint
     return error

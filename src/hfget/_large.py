@@ -23,7 +23,7 @@ from . import _resume
 from ._diskio import pwrite
 from ._errors import FileDownloadError, VerificationError
 from ._events import FileRetried, FileStarted
-from ._exchange import Transient, check_reply, chunks
+from ._exchange import Transient, check_reply, chunks, sent_by
 from ._pieces import MIN_SPLIT, Ledger, Segment
 from ._small import too_long, twice
 from ._task import RangeSupport, State, Task
@@ -104,8 +104,7 @@ def _fetch(run: Transfers, task: Task, segment: Segment, *, probe: bool) -> bool
         finally:
             response.close()
     except Transient as error:
-        error.endpoint = error.endpoint or endpoint  # a body cut mid-way counts against the mirror that sent it
-        _segment_failed(run, task, segment, error)
+        _segment_failed(run, task, segment, sent_by(endpoint, error))  # a body cut mid-way: its sender
         return False
     except BaseException:
         _release(run, task, segment)

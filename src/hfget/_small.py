@@ -13,7 +13,7 @@ from . import _resume
 from ._diskio import pwrite
 from ._errors import FileDownloadError, VerificationError
 from ._events import FileRetried, FileStarted
-from ._exchange import Transient, check_reply, chunks
+from ._exchange import Transient, check_reply, chunks, sent_by
 from ._task import State, Task
 from ._verify import ContentHash, mismatch
 
@@ -100,7 +100,7 @@ def _stream_into(run: Transfers, task: Task, fd: int, held: int) -> ContentHash:
             run.count(file, len(chunk))
     except Transient as error:
         error.received += received
-        error.endpoint = error.endpoint or endpoint  # a body cut mid-way counts against the mirror that sent it
+        sent_by(endpoint, error)  # a body cut mid-way counts against the mirror that sent it
         raise
     finally:
         response.close()
