@@ -154,6 +154,11 @@ def _scan(folder: Path) -> dict[str, list[str]]:
     return names
 
 
+def _any_partial(parked: Path) -> bool:
+    """Whether the folder's listing has a partial of this file, parked or owned (no system call while it holds)."""
+    return _base(parked) in _partials_by_base(parked.parent)
+
+
 def forget_listing(folder: Path) -> None:
     """The next look at `folder` scans it again. Taken under the scan's lock: a scan already under way, which may
     have missed what just changed, has stored its listing by then, and it is this that is dropped."""
@@ -195,7 +200,7 @@ def claim(parked: Path) -> Path:
     name. An orphan's sidecar goes with it; a second orphan's leftovers are removed."""
     owned = owned_name(parked)
     _make_folder(parked.parent)
-    if _base(parked) not in _partials_by_base(parked.parent):
+    if not _any_partial(parked):
         return owned  # nothing to take over: spare the failing renames (this runs for every file)
     taken = False
     for candidate in [parked, *orphans(parked)]:
@@ -259,7 +264,7 @@ def resumable_bytes(parked: Path, file: RemoteFile) -> int:
     """Bytes of `file` a run can take over from the parked partial or an orphan (for the plan's numbers). A file
     of which the folder's listing of partials has nothing costs no system call (a plan of 2,000 new files made
     2,000 failing stats here)."""
-    if _base(parked) not in _partials_by_base(parked.parent):
+    if not _any_partial(parked):
         return 0
     best = 0
     for candidate in [parked, *orphans(parked)]:
