@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -145,8 +146,10 @@ class Metadata:
     def expect_listing(self) -> None:
         """A listing will follow the lookup (the cache has nothing of this revision): import huggingface_hub's API
         on a thread meanwhile. The import is about 0.2 s of CPU, the lookup's wait a round trip (three on a new TLS
-        connection), which the thread has to itself."""
-        threading.Thread(target=_import_hub_api, name="hfget-hub-api", daemon=True).start()
+        connection), which the thread has to itself. Once imported (a second run in the process, `hfget serve`), no
+        thread."""
+        if "huggingface_hub.hf_api" not in sys.modules:
+            threading.Thread(target=_import_hub_api, name="hfget-hub-api", daemon=True).start()
 
     def _hf_api(self) -> Any:
         endpoint = self.mirrors.current
