@@ -41,6 +41,10 @@ HEADERS = {"User-Agent": f"hfget/{__version__}", "Accept-Encoding": "identity"}
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
+def _environment_trust() -> tuple[str, str]:
+    return os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
+
+
 @dataclass(frozen=True)
 class Network:
     """The proxy (None: the environment's) and the CA bundle (None: the system's) of a run. `trusted` holds
@@ -51,7 +55,7 @@ class Network:
     proxy: str | None = field(default=None, repr=False)  # may hold credentials: never shown
     ca_bundle: Path | None = None
     ca_origin: str = "--ca-bundle"
-    trusted: tuple[str, str] = field(default_factory=lambda: _environment_trust())
+    trusted: tuple[str, str] = field(default_factory=_environment_trust)
 
     @classmethod
     def from_options(cls, options: Options) -> Network:
@@ -79,10 +83,6 @@ class Network:
         if self.ca_bundle is None:
             return True  # httpx2's default trust (the system's, or SSL_CERT_DIR)
         return _context(self.ca_bundle, self.ca_origin)
-
-
-def _environment_trust() -> tuple[str, str]:
-    return os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", "")
 
 
 @functools.cache
