@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -59,6 +60,72 @@ def test_prefix_hasher_read_error_sets_error_and_done_so_no_waiter_hangs(tmp_pat
         hasher.stop()
         if broken != "closed fd":
             os.close(fd)
+
+
+def _job_on(tmp_path: Path, name: str, data: bytes, prefix=None) -> tuple[HashJob, int]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    file = RemoteFile(name, len(data), "0" * 40, lfs_sha256=hashlib.sha256(data).hexdigest())
+    return HashJob(fd, ContentHash(file), prefix or (lambda: len(data))), fd
+
+
+def test_prefix_hasher_hashes_two_files_at_once(tmp_path: Path):
+    """Files that end together are hashed side by side: while one file's hashing waits (here: its prefix is held
+    until the other is done), the other is hashed to its end on another thread."""
+    second, second_fd = _job_on(tmp_path, "b.bin", os.urandom(3 * MiB))
+    first, first_fd = _job_on(tmp_path, "a.bin", os.urandom(5 * MiB),
+                              prefix=lambda: 5 * MiB if second.done.wait(timeout=10) else 0)
+    hasher = PrefixHasher(threads=2)
+    hasher.start()
+    try:
+        hasher.request(first)
+        hasher.request(second)
+        assert second.done.wait(timeout=10), "the second file waited for the first one's hashing"
+        assert first.done.wait(timeout=10)
+        assert first.content.hexdigest() == first.content.expected
+        assert second.content.hexdigest() == second.content.expected
+    finally:
+        hasher.stop()
+        os.close(first_fd)
+        os.close(second_fd)
+
+
+def test_prefix_hasher_never_hashes_one_file_on_two_threads(tmp_path: Path):
+    """Requests racing from many connections while the prefix grows: each byte is hashed once, in order (two
+    threads on one file would feed some bytes twice and the digest would not match)."""
+    data = os.urandom(24 * MiB)
+    written = [0]
+
+    def prefix() -> int:
+        time.sleep(0.0005)  # a lock held by a connection: widens the window in which requests race
+        return written[0]
+
+    job, fd = _job_on(tmp_path, "model.bin", data, prefix=prefix)
+    hasher = PrefixHasher(threads=4)
+    hasher.start()
+
+    def connection() -> None:
+        for _ in range(2000):
+            hasher.request(job)
+
+    try:
+        threads = [threading.Thread(target=connection) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for step in range(1, 97):
+            written[0] = step * MiB // 4
+            hasher.request(job)
+        for thread in threads:
+            thread.join()
+        hasher.request(job)
+        assert job.done.wait(timeout=20)
+        assert job.error is None
+        assert job.content.length == len(data)
+        assert job.content.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        hasher.stop()
+        os.close(fd)
 
 
 # 2. translate_error ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Content hashes the listing promises: sha256 for LFS files, git blob sha1 for the others (§2), and the thread
-that hashes large files beside the network.
+"""Content hashes the listing promises: sha256 for LFS files, git blob sha1 for the others (§2), and the threads
+that hash large files beside the network.
 
 A `ContentHash` is fed bytes in order, as they are written, so verification costs no second read of the
 file; on resume the bytes already on disk are fed first (`update_from_file`).
@@ -8,6 +8,7 @@ file; on resume the bytes already on disk are fed first (`update_from_file`).
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -80,32 +81,48 @@ class HashJob:
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None  # reading the partial back failed (or a bug): the file fails, nobody hangs
     abandoned: bool = False  # the partial was reset (a server that ignored Range): a new job replaces this one
-    queued: bool = False
+    queued: bool = False  # waiting for a thread (PrefixHasher's lock guards these two)
+    running: bool = False  # a thread is hashing it; a request meanwhile sets `dirty`: that thread goes on
+    dirty: bool = False
 
 
 class PrefixHasher:
-    """One thread that hashes each large file's contiguous written prefix from the page cache as it grows, so
-    verification costs no second pass at the end (hashlib releases the GIL: it runs beside the network threads).
+    """Threads that hash each large file's contiguous written prefix from the page cache as it grows, so
+    verification costs no second pass at the end (hashlib releases the GIL: they run beside the network threads).
+
+    One thread per core, up to `MAX_THREADS`: the pieces of a file in flight finish together at its end (_pieces.py),
+    so each file ends with a backlog to hash, and files fetched side by side end together (measured: 2 files of 512
+    MiB, 25 MB/s per connection, 0.35 s from the last byte to both files verified with one thread). A file is
+    hashed by one thread at a time (a hash is sequential): a request for a file being hashed marks it `dirty`, and
+    the thread hashing it goes on.
 
     A job is done when its whole file is hashed, or when reading it back failed (`error` is then set): a
     failure never leaves a waiter hanging."""
 
     BLOCK = 4 << 20
+    MAX_THREADS = 4
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
+        count = threads or min(self.MAX_THREADS, os.cpu_count() or 1)
         self._queue: queue.SimpleQueue[HashJob | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="hfget-hash")
+        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"hfget-hash-{n}")
+                         for n in range(count)]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        for _ in self._threads:
+            self._queue.put(None)
 
     def request(self, job: HashJob) -> None:
-        """Hash what has been written since last time (a no-op if the job is already queued)."""
+        """Hash what has been written since last time (a no-op if the job is already waiting for a thread)."""
         with self._lock:
+            if job.running:
+                job.dirty = True
+                return
             if job.queued:
                 return
             job.queued = True
@@ -114,16 +131,22 @@ class PrefixHasher:
     def _loop(self) -> None:
         while (job := self._queue.get()) is not None:
             with self._lock:
-                job.queued = False
+                job.queued, job.running, job.dirty = False, True, False
             try:
                 self._advance(job)
             except Exception as error:  # an OSError, or a bug: either way the waiter must hear of it
                 job.error = error
                 job.done.set()
+            with self._lock:
+                job.running = False
+                again = job.dirty and not job.done.is_set()
+                job.dirty, job.queued = False, again or job.queued
+            if again:
+                self._queue.put(job)
 
     def _advance(self, job: HashJob) -> None:
-        target, content = job.prefix(), job.content
-        while content.length < target and not job.abandoned:
+        content = job.content
+        while (target := job.prefix()) > content.length and not job.abandoned:
             block = pread(job.fd, min(self.BLOCK, target - content.length), content.length)
             if not block:
                 raise OSError(f"the partial file ends at {content.length} bytes")
