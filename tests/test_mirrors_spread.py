@@ -37,7 +37,7 @@ def _ranged(hub: Hub) -> list:
     return [s for s in hub.requests(origin="cdn", method="GET") if s.range and s.status == 206]
 
 
-def _twins(hub: Hub, second_hub: Hub, files: dict, *, rate: float) -> str:
+def _twins(hub: Hub, second_hub: Hub, files: dict, *, rate: float | None) -> str:
     commit = hub.create_repo("org/model", files, private=True)
     hub.grant("org/model", TOKEN)
     second_hub.mirror_of(hub, "org/model")
@@ -151,16 +151,59 @@ def test_one_mirror_of_several_left_is_used_for_everything_as_before(hub: Hub, s
     assert len(_ranged(hub)) >= 2 and second_hub.file_gets() == []
 
 
-def test_a_pinned_commit_is_fetched_from_the_first_mirror_alone(hub: Hub, second_hub: Hub, run_hfget):
-    content = os.urandom(32 * MiB)
+def _lookups(hub: Hub, commit: str) -> list:
+    return [s for s in hub.requests(origin="hub", method="GET") if s.path.endswith(f"/revision/{commit}")]
+
+
+def test_a_pinned_commit_spreads_over_the_mirrors_serving_it(hub: Hub, second_hub: Hub, run_hfget):
+    """`-r <commit>` with two mirrors (a CI job pinning its weights): each mirror is asked for the commit once, and
+    both deliver ranges of the large file, as for a branch."""
+    content = os.urandom(64 * MiB)
     commit = _twins(hub, second_hub, {"model.safetensors": content}, rate=16 * MiB)
 
     result = run_hfget("org/model", "-r", commit, "--mirror", hub.url, "--mirror", second_hub.url,
                        "--token", TOKEN)
 
     assert (_snapshot(result) / "model.safetensors").read_bytes() == content
-    assert len(_ranged(hub)) >= 2  # the file did take several connections...
-    assert second_hub.log == []  # ...none to a mirror not known to serve the commit
+    hub.wait_idle()
+    second_hub.wait_idle()
+    for mirror in (hub, second_hub):
+        assert len(_lookups(mirror, commit)) == 1
+        assert _ranged(mirror), f"{mirror.url} delivered no range of the file"
+
+
+@pytest.mark.parametrize("lacking", ["second", "first"])
+def test_a_pinned_commit_is_not_asked_of_a_mirror_that_lacks_it(hub: Hub, second_hub: Hub, run_hfget,
+                                                                  lacking: str):
+    """A mirror one commit behind answers 404 for the pinned one: no file is asked of it, and when it was the first
+    mirror, a line says the run moved to the other."""
+    _twins(hub, second_hub, {"config.json": b"{}"}, rate=16 * MiB)  # the second mirror stops at this commit
+    content = os.urandom(32 * MiB)
+    commit = hub.commit("org/model", {"model.safetensors": content})
+    behind = second_hub
+    mirrors = [hub.url, second_hub.url] if lacking == "second" else [second_hub.url, hub.url]
+
+    result = run_hfget("org/model", "-r", commit, *[a for m in mirrors for a in ("--mirror", m)], "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    behind.wait_idle()
+    assert behind.file_gets() == [] and len(_lookups(behind, commit)) == 1
+    assert len(_ranged(hub)) >= 2
+    assert ("switching from" in result.stderr) == (lacking == "first"), result.stderr
+
+
+def test_a_pinned_commit_already_cached_asks_no_mirror(hub: Hub, second_hub: Hub, run_hfget):
+    content = os.urandom(32 * MiB)
+    commit = _twins(hub, second_hub, {"model.safetensors": content}, rate=None)
+    arguments = ("org/model", "-r", commit, "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+    _snapshot(run_hfget(*arguments))
+    hub.wait_idle()
+    second_hub.wait_idle()
+    hub.clear_log()
+    second_hub.clear_log()
+
+    assert (_snapshot(run_hfget(*arguments)) / "model.safetensors").read_bytes() == content
+    assert hub.log == [] and second_hub.log == []
 
 
 def test_new_ranges_go_where_they_add_speed():

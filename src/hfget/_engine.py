@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._cache import CacheStore, LocalDirStore, Store
-from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError, UsageError
+from ._errors import FileDownloadError, HfgetError, IncompleteDownloadError, NetworkError, StorageError, UsageError
 from ._events import (
     DownloadFinished,
     DownloadPlanned,
@@ -145,6 +145,7 @@ class Download:
         self.options = options
         self.sink = sink
         self.on_written = on_written
+        self._asked_everywhere = False  # a pinned commit was looked up on every mirror (_find_mirrors_serving)
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
@@ -185,10 +186,30 @@ class Download:
         for old in stale:
             self.sink.handle(MirrorStale(old.endpoint, revision, old.commit, old.date, newest.endpoint,
                                          newest.commit, newest.date))
-        self.mirrors.keep(self.metadata.serving(newest.commit))
+        self._keep_serving(newest.commit, first)
+        return newest.commit
+
+    def _find_mirrors_serving(self, commit: str) -> None:
+        """A commit the user pinned (a CI job's `-r <sha>`), with several mirrors: before its listing or a large
+        file is fetched, ask each mirror for the commit (one request each, at once, once a run), so the listing goes
+        to one that has it and the ranges spread over all that serve it (_spread.py), as for a branch. A mirror
+        that lacks it (404) or cannot answer is dropped for the run; if none answers, the one in use carries on
+        alone and the others stay for fail-over. A commit all in the cache (listing and files) asks nothing."""
+        if self._asked_everywhere or len(self.mirrors.remaining) < 2 or self.target.offline:
+            return
+        self._asked_everywhere = True
+        first = self.mirrors.current
+        try:
+            self.metadata.resolve_everywhere(self.target.repo, commit)
+        except HfgetError:
+            return
+        self._keep_serving(commit, first)
+
+    def _keep_serving(self, commit: str, first: str) -> None:
+        """Use only the mirrors whose lookup answered `commit`; say so when the first one is left out for failing."""
+        self.mirrors.keep(self.metadata.serving(commit))
         if first in self.metadata.unreachable:
             self.sink.handle(MirrorSwitched(first, self.mirrors.current, self.metadata.unreachable[first]))
-        return newest.commit
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
@@ -200,6 +221,8 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
+        if is_commit(self.target.revision):
+            self._find_mirrors_serving(commit)  # the listing, too, goes to a mirror that has the commit
         files = self.metadata.list_files(self.target.repo, commit)
         if write:
             self.target.store.prepare()
@@ -221,6 +244,8 @@ class Download:
             store.prepare()
             output.mkdir(parents=True, exist_ok=True)
         store.record_ref(self.target.revision, commit)
+        if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
+            self._find_mirrors_serving(commit)
         failures, fetched_bytes = self._fetch(plan) if plan.to_fetch else ([], 0)
         failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
         self.sink.handle(DownloadFinished(

@@ -3,9 +3,10 @@
 The endpoints are kept in the order given; the first healthy one is the endpoint in use (`current`): metadata,
 small files and each large file's first range go there. When several are known to serve the run's commit
 (`serving`: a revision lookup found it on each, see `keep`), the others take ranges of large files too
-(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up nowhere,
-so then the others are only there to fail over to, as before spreading: a mirror that lacks the commit, or
-refuses the token, is never asked for a range it cannot serve.
+(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up on every
+mirror only when something must be fetched from them (its listing, or a large file: the engine's
+`_find_mirrors_serving`); until then, and if no mirror can answer, the others are only there to fail over to: a
+mirror that lacks the commit, or refuses the token, is never asked for a range it cannot serve.
 Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
 a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
 healthy one is left, and a good answer from it clears its count, if that request was sent after the last

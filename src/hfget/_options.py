@@ -120,6 +120,12 @@ class Options:
     def files_in_flight(self) -> int:
         return min(self.jobs, self.max_connections)
 
+    def splits(self, size: int) -> bool:
+        """A file of `size` bytes is fetched in ranges over several connections (_large.py), not in one GET."""
+        from ._pieces import MIN_SPLIT
+
+        return size >= 2 * MIN_SPLIT and self.connections_per_file > 1
+
     def first_byte_wait(self, kind: Literal["file", "metadata"]) -> float:
         """Seconds to wait for an answer to begin: `first_byte_timeout` when it was set anywhere, else
         huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT (files) or HF_HUB_ETAG_TIMEOUT (metadata) when set, else the

@@ -46,7 +46,6 @@ from ._exchange import Exchange, Transient
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._ownership import BlobLocks, Claim
-from ._pieces import MIN_SPLIT
 from ._retry import RetryPolicy
 from ._schedule import RateLimiter, Scheduler
 from ._spread import Spread
@@ -132,8 +131,7 @@ class Transfers:
             self._stop(threads)
 
     def _task(self, file: RemoteFile) -> Task:
-        large = file.size >= 2 * MIN_SPLIT and self.options.connections_per_file > 1
-        return Task(file, self.destination.partial_path(file), large)
+        return Task(file, self.destination.partial_path(file), self.options.splits(file.size))
 
     def _collect(self, count: int) -> tuple[list[FileDownloadError], int]:
         with self._outcomes_lock:
