@@ -362,10 +362,10 @@ def https(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict[str
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
     secure = Hub(work / "hub-tls", tls=server).start()
-    secure.mirror_of(hub, scenario.repo)
     before = os.environ.get("SSL_CERT_FILE")
     os.environ["SSL_CERT_FILE"] = str(ca_file)  # environment() copies it into every tool's environment
     try:
+        secure.mirror_of(hub, scenario.repo)
         return downloads(scenario, secure, work, expected, runs)
     finally:
         if before is None:

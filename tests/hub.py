@@ -329,10 +329,6 @@ class Hub:
 
     # -- reading the log ---------------------------------------------------------------------------------------
 
-    def record(self, served: Served) -> None:
-        with self._lock:
-            self.log.append(served)
-
     def requests(self, *, origin: str | None = None, method: str | None = None, contains: str = "") -> list[Served]:
         with self._lock:
             return [
@@ -541,26 +537,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            with hub._lock:
+            served = Served(
+                origin=self.server.origin,
+                method=method,
+                path=unquote(self.raw_path),
+                range=self.headers.get("Range"),
+                authorized=self.headers.get("Authorization") is not None,
+                status=self.status,
+                at=arrived,
+                sent=self.sent,
+                fault=self.fault,
+                done=time.monotonic(),
+                peer=(str(self.client_address[0]), int(self.client_address[1])),
+                headers={name.lower(): value for name, value in self.headers.items()},
+                query=self.query,
+            )
+            with hub._lock:  # logged before it stops counting as active: wait_idle() then sees its entry
+                hub.log.append(served)
                 hub._active -= 1
                 hub._open[self.server.origin] -= 1
-            hub.record(
-                Served(
-                    origin=self.server.origin,
-                    method=method,
-                    path=unquote(self.raw_path),
-                    range=self.headers.get("Range"),
-                    authorized=self.headers.get("Authorization") is not None,
-                    status=self.status,
-                    at=arrived,
-                    sent=self.sent,
-                    fault=self.fault,
-                    done=time.monotonic(),
-                    peer=(str(self.client_address[0]), int(self.client_address[1])),
-                    headers={name.lower(): value for name, value in self.headers.items()},
-                    query=self.query,
-                )
-            )
 
     # -- the Hub's API -----------------------------------------------------------------------------------------
 

@@ -51,7 +51,6 @@ def test_prefix_hasher_read_error_sets_error_and_done_so_no_waiter_hangs(tmp_pat
     file = RemoteFile("model.bin", 1000, "0" * 40, lfs_sha256="0" * 64)
     job = HashJob(fd, ContentHash(file), lambda: 1000)  # 1000 bytes "written": more than can be read back
     hasher = PrefixHasher()
-    hasher.start()
     try:
         hasher.request(job)
         assert job.done.wait(timeout=10), "a read error left the job's waiter hanging"
@@ -72,23 +71,56 @@ def _job_on(tmp_path: Path, name: str, data: bytes, prefix=None) -> tuple[HashJo
 
 def test_prefix_hasher_hashes_two_files_at_once(tmp_path: Path):
     """Files that end together are hashed side by side: while one file's hashing waits (here: its prefix is held
-    until the other is done), the other is hashed to its end on another thread."""
+    until the test has seen the other one done), the other is hashed to its end on another thread."""
+    release = threading.Event()
     second, second_fd = _job_on(tmp_path, "b.bin", os.urandom(3 * MiB))
     first, first_fd = _job_on(tmp_path, "a.bin", os.urandom(5 * MiB),
-                              prefix=lambda: 5 * MiB if second.done.wait(timeout=10) else 0)
+                              prefix=lambda: 5 * MiB if release.wait(timeout=30) else 0)
     hasher = PrefixHasher(threads=2)
-    hasher.start()
     try:
         hasher.request(first)
         hasher.request(second)
         assert second.done.wait(timeout=10), "the second file waited for the first one's hashing"
+        release.set()
         assert first.done.wait(timeout=10)
         assert first.content.hexdigest() == first.content.expected
         assert second.content.hexdigest() == second.content.expected
     finally:
+        release.set()
         hasher.stop()
         os.close(first_fd)
         os.close(second_fd)
+
+
+def test_prefix_hasher_takes_up_a_file_again_when_more_came_while_it_hashed(tmp_path: Path):
+    """The last bytes of a file are written while its thread is finishing the previous stretch: the request made
+    then is not lost (the file's waiter would hang), the thread hashes the rest."""
+    data = os.urandom(2 * MiB)
+    written, calls = [MiB], [0]
+    inside, go = threading.Event(), threading.Event()
+
+    def prefix() -> int:
+        calls[0] += 1
+        value = written[0]
+        if calls[0] == 2:  # the thread checks for more after the first MiB: hold it there, with the old answer
+            inside.set()
+            go.wait(timeout=30)
+        return value
+
+    job, fd = _job_on(tmp_path, "model.bin", data, prefix=prefix)
+    hasher = PrefixHasher(threads=1)
+    try:
+        hasher.request(job)
+        assert inside.wait(timeout=10)
+        written[0] = len(data)  # the last MiB lands while the thread is still on the job...
+        hasher.request(job)  # ...and its connection asks for it to be hashed
+        go.set()
+        assert job.done.wait(timeout=10), "a request made while the file was being hashed was lost"
+        assert job.content.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        go.set()
+        hasher.stop()
+        os.close(fd)
 
 
 def test_prefix_hasher_never_hashes_one_file_on_two_threads(tmp_path: Path):
@@ -103,7 +135,6 @@ def test_prefix_hasher_never_hashes_one_file_on_two_threads(tmp_path: Path):
 
     job, fd = _job_on(tmp_path, "model.bin", data, prefix=prefix)
     hasher = PrefixHasher(threads=4)
-    hasher.start()
 
     def connection() -> None:
         for _ in range(2000):

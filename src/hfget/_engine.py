@@ -22,6 +22,7 @@ Events go to the sink (see _events.py); errors are HfgetError subclasses (see _e
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._cache import CacheStore, LocalDirStore, Store
-from ._errors import FileDownloadError, HfgetError, IncompleteDownloadError, NetworkError, StorageError, UsageError
+from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError, UsageError
 from ._events import (
     DownloadFinished,
     DownloadPlanned,
@@ -42,7 +43,7 @@ from ._events import (
     RevisionResolved,
     Sink,
 )
-from ._hub import Metadata
+from ._hub import Metadata, Served
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import Network
@@ -145,7 +146,6 @@ class Download:
         self.options = options
         self.sink = sink
         self.on_written = on_written
-        self._asked_everywhere = False  # a pinned commit was looked up on every mirror (_find_mirrors_serving)
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
@@ -186,30 +186,32 @@ class Download:
         for old in stale:
             self.sink.handle(MirrorStale(old.endpoint, revision, old.commit, old.date, newest.endpoint,
                                          newest.commit, newest.date))
-        self._keep_serving(newest.commit, first)
-        return newest.commit
-
-    def _find_mirrors_serving(self, commit: str) -> None:
-        """A commit the user pinned (a CI job's `-r <sha>`), with several mirrors: before its listing or a large
-        file is fetched, ask each mirror for the commit (one request each, at once, once a run), so the listing goes
-        to one that has it and the ranges spread over all that serve it (_spread.py), as for a branch. A mirror
-        that lacks it (404) or cannot answer is dropped for the run; if none answers, the one in use carries on
-        alone and the others stay for fail-over. A commit all in the cache (listing and files) asks nothing."""
-        if self._asked_everywhere or len(self.mirrors.remaining) < 2 or self.target.offline:
-            return
-        self._asked_everywhere = True
-        first = self.mirrors.current
-        try:
-            self.metadata.resolve_everywhere(self.target.repo, commit)
-        except HfgetError:
-            return
-        self._keep_serving(commit, first)
-
-    def _keep_serving(self, commit: str, first: str) -> None:
-        """Use only the mirrors whose lookup answered `commit`; say so when the first one is left out for failing."""
-        self.mirrors.keep(self.metadata.serving(commit))
+        self.mirrors.keep(self.metadata.serving(newest.commit))
         if first in self.metadata.unreachable:
             self.sink.handle(MirrorSwitched(first, self.mirrors.current, self.metadata.unreachable[first]))
+        return newest.commit
+
+    def _confirm_mirrors(self, commit: str) -> None:
+        """A commit the user pinned (a CI job's `-r <sha>`), with several mirrors and a large file to fetch: ask the
+        other mirrors for the commit, each on a thread of its own, while the files are fetched from the first; each
+        that answers with the commit takes ranges from then on (Mirrors.confirm, _spread.py), as for a branch.
+        Nothing waits for these answers (a mirror behind a firewall that drops packets would hold the run up to the
+        connect timeout), nothing is retried, and a mirror that lacks the commit or cannot answer is left for
+        fail-over only, as before. The threads are daemons, so a run that ends first is not kept waiting. A pinned
+        commit's listing and small files cost no lookup; a commit all in the cache asks nothing."""
+        if len(self.mirrors.remaining) < 2 or self.target.offline:
+            return
+        metadata = self.metadata
+        lookups = Metadata(self.mirrors, self.target.token, policy=RetryPolicy(0), sink=self.sink,
+                           timeout=metadata.timeout, network=metadata.network, deadline=metadata.deadline)
+
+        def ask(endpoint: str) -> None:
+            served = lookups.try_lookup(self.target.repo, commit, endpoint)
+            if isinstance(served, Served) and served.commit == commit:
+                self.mirrors.confirm(endpoint)
+
+        for endpoint in self.mirrors.remaining[1:]:
+            threading.Thread(target=ask, args=(endpoint,), daemon=True, name="hfget-mirror-lookup").start()
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
@@ -221,8 +223,6 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        if is_commit(self.target.revision):
-            self._find_mirrors_serving(commit)  # the listing, too, goes to a mirror that has the commit
         files = self.metadata.list_files(self.target.repo, commit)
         if write:
             self.target.store.prepare()
@@ -245,7 +245,7 @@ class Download:
             output.mkdir(parents=True, exist_ok=True)
         store.record_ref(self.target.revision, commit)
         if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
-            self._find_mirrors_serving(commit)
+            self._confirm_mirrors(commit)
         failures, fetched_bytes = self._fetch(plan) if plan.to_fetch else ([], 0)
         failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
         self.sink.handle(DownloadFinished(

@@ -121,7 +121,7 @@ class Metadata:
         endpoints = self.mirrors.remaining
         pool = ThreadPoolExecutor(len(endpoints))
         try:
-            answers = list(pool.map(lambda e: self._try_lookup(repo, revision, e), endpoints))
+            answers = list(pool.map(lambda e: self.try_lookup(repo, revision, e), endpoints))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C must not wait for a hung mirror
         served = [a for a in answers if isinstance(a, Served)]
@@ -137,7 +137,7 @@ class Metadata:
         """The endpoints whose last answer (resolve_everywhere) was `commit`."""
         return [s.endpoint for s in self._served if s.commit == commit]
 
-    def _try_lookup(self, repo: Repo, revision: str, endpoint: str) -> Served | HfgetError:
+    def try_lookup(self, repo: Repo, revision: str, endpoint: str) -> Served | HfgetError:
         try:
             return self.lookup(repo, revision, endpoint)
         except HfgetError as error:

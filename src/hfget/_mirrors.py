@@ -3,10 +3,10 @@
 The endpoints are kept in the order given; the first healthy one is the endpoint in use (`current`): metadata,
 small files and each large file's first range go there. When several are known to serve the run's commit
 (`serving`: a revision lookup found it on each, see `keep`), the others take ranges of large files too
-(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up on every
-mirror only when something must be fetched from them (its listing, or a large file: the engine's
-`_find_mirrors_serving`); until then, and if no mirror can answer, the others are only there to fail over to: a
-mirror that lacks the commit, or refuses the token, is never asked for a range it cannot serve.
+(_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up on the
+other mirrors only when a large file of it is to be fetched, while it is (the engine's `_confirm_mirrors`): each
+that answers with the commit is `confirm`ed and takes ranges from then on; the others are only there to fail over
+to: a mirror that lacks the commit, or refuses the token, is never asked for a range it cannot serve.
 Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
 a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
 healthy one is left, and a good answer from it clears its count, if that request was sent after the last
@@ -34,7 +34,7 @@ class Mirrors:
         self._endpoints = tuple(endpoints)  # the healthy ones, in the order given
         self._points: dict[str, int] = {}
         self._blamed_at: dict[str, float] = {}  # endpoint -> when its last evidence was counted (monotonic)
-        self._confirmed = False  # every endpoint left was found serving the run's commit
+        self._known: frozenset[str] = frozenset()  # endpoints found serving the run's commit (a lookup's answer)
         self._lock = threading.Lock()
         self._on_switch = on_switch
 
@@ -49,8 +49,9 @@ class Mirrors:
 
     @property
     def serving(self) -> tuple[str, ...]:
-        """The healthy endpoints known to serve the run's commit: all once `keep` chose them, else the one in use."""
-        return self._endpoints if self._confirmed else self._endpoints[:1]
+        """The healthy endpoints known to serve the run's commit (`keep`, `confirm`), and the one in use."""
+        endpoints = self._endpoints
+        return tuple(e for i, e in enumerate(endpoints) if i == 0 or e in self._known)
 
     def healthy(self, endpoint: str) -> bool:
         return endpoint in self._endpoints
@@ -61,7 +62,13 @@ class Mirrors:
         with self._lock:
             kept = tuple(e for e in self._endpoints if e in endpoints)
             if kept:
-                self._endpoints, self._points, self._confirmed = kept, {}, True
+                self._endpoints, self._points, self._known = kept, {}, frozenset(kept)
+
+    def confirm(self, endpoint: str) -> None:
+        """A lookup found `endpoint` serving the run's commit: ranges of large files may go there from now on (the
+        others stay, for fail-over; for a commit the user pinned, whose lookups come while files are fetched)."""
+        with self._lock:
+            self._known |= {endpoint}
 
     def blame(self, points: int, reason: str, endpoint: str | None = None) -> bool:
         """Count evidence against `endpoint` (default: the one in use); True if it was dropped for the run."""

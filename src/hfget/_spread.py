@@ -31,8 +31,9 @@ every healthy mirror serving the commit, and each mirror gets work in proportion
   Without this, a mirror ten times slower than the other would keep the range it was given first (work stealing
   splits no range below the ledger's minimum) and finish it long after the others.
 - A mirror that fails is dropped by the evidence rules of _mirrors.py; only the healthy ones that a revision
-  lookup found serving the commit are offered (`Mirrors.serving`; for a commit the user pinned, the engine asks
-  every mirror once a large file is to be fetched), so a dropped mirror's meter is simply never read again.
+  lookup found serving the commit are offered (`Mirrors.serving`; for a commit the user pinned, those whose answer
+  came while the file is fetched: the engine's `_confirm_mirrors`), so a dropped mirror's meter is simply never
+  read again.
 - A file's first range (the probe, which must prove that Range works) and small files go to the endpoint in use
   (`Mirrors.current`): with one mirror, and before any file is large, everything is as it was without spreading.
 """

@@ -122,7 +122,6 @@ class Transfers:
         threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-{i}") for i in range(workers)]
         if workers > 1:
             _memory.limit_arenas()  # before the threads' first allocations (only in the CLI's process)
-        self.hasher.start()
         for thread in threads:
             thread.start()
         try:
