@@ -203,6 +203,21 @@ def test_a_pinned_commit_is_not_asked_of_a_mirror_that_lacks_it(hub: Hub, second
     assert second_hub.file_gets() == [] and len(_ranged(hub)) >= 2
 
 
+def test_a_pinned_commit_that_the_first_mirror_lacks_comes_from_the_next(hub: Hub, second_hub: Hub, run_hfget):
+    """The first mirror is a commit behind: its 404 for the pinned commit's listing moves the run to the next
+    mirror (a line says so), and nothing else is asked of it."""
+    _twins(hub, second_hub, {"config.json": b"{}"}, rate=None)  # the second mirror stops at this commit
+    content = os.urandom(16 * MiB)
+    commit = hub.commit("org/model", {"model.safetensors": content})
+
+    result = run_hfget("org/model", "-r", commit, "--mirror", second_hub.url, "--mirror", hub.url, "--token", TOKEN)
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    assert f"switching from {second_hub.url} to {hub.url}" in result.stderr
+    second_hub.wait_idle()
+    assert second_hub.file_gets() == [] and all(s.status == 404 for s in second_hub.log)
+
+
 def test_a_pinned_commit_already_cached_asks_no_mirror(hub: Hub, second_hub: Hub, run_hfget):
     content = os.urandom(32 * MiB)
     commit = _twins(hub, second_hub, {"model.safetensors": content}, rate=None)

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._cache import CacheStore, LocalDirStore, Store
-from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError, UsageError
+from ._errors import (
+    FileDownloadError,
+    IncompleteDownloadError,
+    NetworkError,
+    RevisionNotFoundError,
+    StorageError,
+    UsageError,
+)
 from ._events import (
     DownloadFinished,
     DownloadPlanned,
@@ -213,6 +220,16 @@ class Download:
         for endpoint in self.mirrors.remaining[1:]:
             threading.Thread(target=ask, args=(endpoint,), daemon=True, name="hfget-mirror-lookup").start()
 
+    def _list_pinned(self, commit: str) -> list[RemoteFile]:
+        """A pinned commit's listing, from the first mirror that has the commit: one a commit behind answers
+        RevisionNotFound, and is dropped for the run (a line says so) while another is left to ask."""
+        while True:
+            try:
+                return self.metadata.list_files(self.target.repo, commit)
+            except RevisionNotFoundError:
+                if not self.mirrors.fail_over(f"it does not have commit {commit[:12]}"):
+                    raise
+
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
         cached = self.target.store.read_listing(commit)
@@ -223,7 +240,8 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        files = self.metadata.list_files(self.target.repo, commit)
+        files = self._list_pinned(commit) if is_commit(self.target.revision) else \
+            self.metadata.list_files(self.target.repo, commit)
         if write:
             self.target.store.prepare()
             self.target.store.write_listing(commit, files)
