@@ -10,7 +10,8 @@ Scenarios and targets (issue #11); "ratio" is hfget's median wall time over the 
     startup    `hfget --help` against `hf --help`                            hfget/hf <= 0.12
     local      no cap, no latency, 2 x 512 MiB plus 200 small files           hfget/hf <= 0.55
     https      `local` over TLS (the Hub and its CDN with a certificate of a CA the bench makes, trustme), as
-               the Hub and hf-mirror.com are reached: hfget/hf <= 0.55 (local's target; issue #11 names none)
+               the Hub and hf-mirror.com are reached: hfget/hf, shown without a target (issue #11 names none;
+               the Hub's encryption runs on the same two cores, a cost both tools share)
     mirror     25 MB/s per connection, 40 ms latency, 2 files of 512 MiB     hfget/aria2c (-x4 -j5) <= 0.45
     resume     `mirror`, hfget killed with SIGKILL at a random point, then run again: bytes served / repo size
                <= 1.02
@@ -72,7 +73,7 @@ ARIA2C = shutil.which("aria2c")
 @dataclass
 class Scenario:
     name: str
-    target: float  # the most the ratio may be (for `memory`: megabytes)
+    target: float | None  # the most the ratio may be (for `memory`: megabytes); None: shown, no target
     repo: str = ""
     rate: float | None = None
     latency: float = 0.0
@@ -99,7 +100,7 @@ SCENARIOS = {
     "no-op-14": Scenario("no-op-14", 0.35, "bench/small", latency=0.040),
     "startup": Scenario("startup", 0.12),
     "local": Scenario("local", 0.55, "bench/local"),
-    "https": Scenario("https", 0.55, "bench/local"),
+    "https": Scenario("https", None, "bench/local"),
     "mirror": Scenario("mirror", 0.45, "bench/mirror", rate=25e6, latency=0.040, against="aria2c"),
     "resume": Scenario("resume", 1.02, "bench/mirror", rate=25e6, latency=0.040, against="repo"),
     "memory": Scenario("memory", 100.0, against="MB"),
@@ -435,7 +436,9 @@ def run_scenario(name: str, hub: Hub, work: Path, expected: dict[str, dict[str, 
 
 def report(name: str, result: Result) -> bool:
     scenario = SCENARIOS[name]
-    if name == "memory":
+    if scenario.target is None:
+        met = True
+    elif name == "memory":
         met = result.ours < scenario.target
     elif name == "two-mirrors":  # a speed-up: the more the better
         met = result.ratio is not None and result.ratio >= scenario.target
@@ -445,8 +448,10 @@ def report(name: str, result: Result) -> bool:
     ratio = f"{result.ratio:6.2f}" if result.ratio is not None else f"{'-':>6}"
     unit = {"MB": " MB", "repo": "x"}.get(scenario.against, "")
     bound = ">=" if name == "two-mirrors" else "<="
+    target = f"{bound} {scenario.target:<6g} {'yes' if met else 'NO'}" if scenario.target is not None else \
+        f"{'(no target)':<13}"
     print(f"{name:9} {result.ours:9.3f}{unit:3} {theirs} {scenario.against:>6}  {result.limit:34} {ratio} "
-          f"{bound} {scenario.target:<6g} {'yes' if met else 'NO'}  {result.extra}", flush=True)
+          f"{target}  {result.extra}", flush=True)
     return met
 
 
