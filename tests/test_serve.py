@@ -353,6 +353,28 @@ def test_serve_among_mirrors_gives_its_commit_date_so_a_stale_mirror_is_not_take
         stale.stop()
 
 
+def test_a_commit_that_the_first_upstream_mirror_lacks_is_listed_from_the_next(hub: Hub, tmp_path: Path):
+    """serve's first upstream mirror is a commit behind: a client asking for the newer commit (which it learnt
+    elsewhere) gets its tree and its files from the next mirror, not a 404."""
+    hub.create_repo("org/model", {"config.json": b"{}"})
+    behind = Hub(tmp_path / "behind").start()
+    try:
+        behind.mirror_of(hub, "org/model")
+        commit = hub.commit("org/model", {"model.safetensors": FILES["model.safetensors"]})
+        server = start_serve(tmp_path / "serve-cache", "-m", behind.url, "-m", hub.url)
+        try:
+            response, body = _request(server.url, "GET", f"/api/models/org/model/tree/{commit}?recursive=true")
+            assert response.status == 200, body
+            assert "model.safetensors" in {e["path"] for e in json.loads(body)}
+            response, body = _request(server.url, "GET", f"/org/model/resolve/{commit}/model.safetensors")
+            assert response.status == 200 and body == FILES["model.safetensors"]
+        finally:
+            server.stop()
+        assert all(s.status == 404 and not s.sent for s in behind.file_gets())  # its "not here" moved the fetch on
+    finally:
+        behind.stop()
+
+
 def test_a_fetch_that_fails_mid_stream_cuts_the_response_with_one_log_line(hub: Hub, serve):
     """Upstream keeps sending wrong bytes: the client's response is cut before its last byte (so it retries
     rather than keep a bad file), and the operator's log says so in one line, without a traceback."""

@@ -220,9 +220,10 @@ class Download:
         for endpoint in self.mirrors.remaining[1:]:
             threading.Thread(target=ask, args=(endpoint,), daemon=True, name="hfget-mirror-lookup").start()
 
-    def _list_pinned(self, commit: str) -> list[RemoteFile]:
-        """A pinned commit's listing, from the first mirror that has the commit: one a commit behind answers
-        RevisionNotFound, and is dropped for the run (a line says so) while another is left to ask."""
+    def list_commit(self, commit: str) -> list[RemoteFile]:
+        """A commit's listing from the Hub (a pinned one, or `hfget serve`'s), from the first mirror that has it: one
+        a commit behind answers RevisionNotFound, and is dropped for the run (a line says so) while another is left
+        to ask."""
         while True:
             try:
                 return self.metadata.list_files(self.target.repo, commit)
@@ -240,7 +241,7 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        files = self._list_pinned(commit) if is_commit(self.target.revision) else \
+        files = self.list_commit(commit) if is_commit(self.target.revision) else \
             self.metadata.list_files(self.target.repo, commit)
         if write:
             self.target.store.prepare()
