@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from hfget._errors import ExitCode
 from hfget._mirrors import Mirrors
 from hfget._spread import Spread
 from hub import Fault, Hub
@@ -157,9 +158,10 @@ def _lookups(hub: Hub, commit: str) -> list:
     return [s for s in hub.requests(origin="hub", method="GET") if s.path.endswith(f"/revision/{commit}")]
 
 
-def _pinned_run_after_the_lookup(hub: Hub, second_hub: Hub, run_hfget, commit: str):
+def _pinned_run_after_the_lookup(hub: Hub, second_hub: Hub, run_hfget, commit: str, then: tuple[Fault, ...] = ()):
     """`-r commit -m hub -m second_hub`, the first mirror's probe held (a stall at its first byte) until the
-    second mirror has answered the lookup of the commit, so the order does not depend on the machine's speed."""
+    second mirror has answered the lookup of the commit, so the order does not depend on the machine's speed;
+    `then`: faults the first mirror applies from that moment."""
     hub.faults.append(Fault("stall", origin="cdn", after=0, seconds=600))
     outcome: list = []
     run = threading.Thread(target=lambda: outcome.append(run_hfget(
@@ -169,8 +171,10 @@ def _pinned_run_after_the_lookup(hub: Hub, second_hub: Hub, run_hfget, commit: s
         wait_until(lambda: _lookups(second_hub, commit) and hub.stalling,
                    "the second mirror's answer about the pinned commit, with the first mirror's probe held")
     finally:
+        hub.faults.extend(then)
         hub.release_stalls()
         run.join(timeout=120)
+    assert outcome, "hfget did not finish"
     return outcome[0]
 
 
@@ -203,12 +207,32 @@ def test_a_pinned_commit_is_not_asked_of_a_mirror_that_lacks_it(hub: Hub, second
     assert second_hub.file_gets() == [] and len(_ranged(hub)) >= 2
 
 
-def test_a_pinned_commit_that_the_first_mirror_lacks_comes_from_the_next(hub: Hub, second_hub: Hub, run_hfget):
-    """The first mirror is a commit behind: its 404 for the pinned commit's listing moves the run to the next
-    mirror (a line says so), and nothing else is asked of it."""
+def test_a_mirror_that_lacks_the_pinned_commit_is_not_failed_over_to(hub: Hub, second_hub: Hub, run_hfget):
+    """The first mirror then fails three times (503): with the other one known to lack the commit, hfget keeps to
+    the first and retries, instead of moving to a mirror that can only answer 404 (the run then failed)."""
+    _twins(hub, second_hub, {"config.json": b"{}"}, rate=16 * MiB)
+    content = os.urandom(32 * MiB)
+    commit = hub.commit("org/model", {"model.safetensors": content})
+
+    result = _pinned_run_after_the_lookup(hub, second_hub, run_hfget, commit,
+                                          then=(Fault("status", origin="cdn", status=503, times=3),))
+
+    assert (_snapshot(result) / "model.safetensors").read_bytes() == content
+    second_hub.wait_idle()
+    assert second_hub.file_gets() == []
+
+
+@pytest.mark.parametrize("answer", ["RevisionNotFound", "a bare 404"])
+def test_a_pinned_commit_that_the_first_mirror_lacks_comes_from_the_next(hub: Hub, second_hub: Hub, run_hfget,
+                                                                          answer: str):
+    """The first mirror is a commit behind: its 404 for the pinned commit's listing (the Hub's RevisionNotFound, or
+    a bare 404 as nginx and proxies send) moves the run to the next mirror (a line says so), and nothing else is
+    asked of it."""
     _twins(hub, second_hub, {"config.json": b"{}"}, rate=None)  # the second mirror stops at this commit
     content = os.urandom(16 * MiB)
     commit = hub.commit("org/model", {"model.safetensors": content})
+    if answer == "a bare 404":
+        second_hub.faults.append(Fault("status", origin="hub", status=404, match=f"/tree/{commit}"))
 
     result = run_hfget("org/model", "-r", commit, "--mirror", second_hub.url, "--mirror", hub.url, "--token", TOKEN)
 
@@ -216,6 +240,17 @@ def test_a_pinned_commit_that_the_first_mirror_lacks_comes_from_the_next(hub: Hu
     assert f"switching from {second_hub.url} to {hub.url}" in result.stderr
     second_hub.wait_idle()
     assert second_hub.file_gets() == [] and all(s.status == 404 for s in second_hub.log)
+
+
+def test_a_pinned_commit_on_no_mirror_names_them_all(hub: Hub, second_hub: Hub, run_hfget):
+    _twins(hub, second_hub, {"config.json": b"{}"}, rate=None)
+    missing = "0123456789abcdef" * 2 + "01234567"
+
+    result = run_hfget("org/model", "-r", missing, "--mirror", hub.url, "--mirror", second_hub.url, "--token", TOKEN)
+
+    assert result.returncode == ExitCode.NOT_FOUND, result.stderr
+    assert f"is on none of the mirrors: {hub.url}, {second_hub.url}" in result.stderr
+    assert "may not have synced it yet" in result.stderr
 
 
 def test_a_pinned_commit_already_cached_asks_no_mirror(hub: Hub, second_hub: Hub, run_hfget):
@@ -257,6 +292,17 @@ def test_a_mirror_that_failed_before_its_first_byte_is_not_taken_for_untried_aga
     spread.closed("a")  # refused before a byte came (a cap: no blame), so nothing was measured
     assert spread.choose() == "b"  # the next never asked, not "a" again
     assert spread.choose() == "c"
+
+
+def test_a_mirror_found_without_the_commit_is_excluded_unless_it_is_the_one_in_use():
+    switches: list = []
+    mirrors = Mirrors(["a", "b", "c"], on_switch=lambda *s: switches.append(s))
+    mirrors.exclude("b")
+    assert mirrors.remaining == ("a", "c") and switches == []  # no event: a lookup's thread calls it
+    mirrors.exclude("a")  # the one in use: its own answers drop it
+    assert mirrors.remaining == ("a", "c")
+    mirrors.confirm("c")
+    assert mirrors.serving == ("a", "c")
 
 
 def test_dropping_a_mirror_that_is_not_the_one_in_use():

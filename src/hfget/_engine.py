@@ -34,6 +34,7 @@ from ._errors import (
     FileDownloadError,
     IncompleteDownloadError,
     NetworkError,
+    NotFoundError,
     RevisionNotFoundError,
     StorageError,
     UsageError,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from ._options import Options
     from ._transfer import OnWritten
 
+CONFIRM_WAIT = 30.0  # seconds at most for another mirror's answer about a pinned commit (nothing waits for it)
 
 @dataclass(frozen=True)
 class Target:
@@ -201,35 +203,50 @@ class Download:
     def _confirm_mirrors(self, commit: str) -> None:
         """A commit the user pinned (a CI job's `-r <sha>`), with several mirrors and a large file to fetch: ask the
         other mirrors for the commit, each on a thread of its own, while the files are fetched from the first; each
-        that answers with the commit takes ranges from then on (Mirrors.confirm, _spread.py), as for a branch.
-        Nothing waits for these answers (a mirror behind a firewall that drops packets would hold the run up to the
-        connect timeout), nothing is retried, and a mirror that lacks the commit or cannot answer is left for
-        fail-over only, as before. The threads are daemons, so a run that ends first is not kept waiting. A pinned
-        commit's listing and small files cost no lookup; a commit all in the cache asks nothing."""
+        that answers with the commit takes ranges from then on (Mirrors.confirm, _spread.py), as for a branch, and
+        each that says it does not have it (a 404, or another commit) is left out of fail-over too (Mirrors.exclude).
+        Nothing waits for these answers (a mirror behind a firewall that drops packets would hold the run up to its
+        timeouts), nothing is retried, and a mirror that cannot answer stays for fail-over only, as before. The
+        threads are daemons and send no event (a run that ends first is not kept waiting, nor its sink called after
+        it ended). A pinned commit's listing and small files cost no lookup; a commit all in the cache asks nothing."""
         if len(self.mirrors.remaining) < 2 or self.target.offline:
             return
-        metadata = self.metadata
-        lookups = Metadata(self.mirrors, self.target.token, policy=RetryPolicy(0), sink=self.sink,
-                           timeout=metadata.timeout, network=metadata.network, deadline=metadata.deadline)
-
-        def ask(endpoint: str) -> None:
-            served = lookups.try_lookup(self.target.repo, commit, endpoint)
-            if isinstance(served, Served) and served.commit == commit:
-                self.mirrors.confirm(endpoint)
-
+        wait = min(self.metadata.timeout, CONFIRM_WAIT)
+        lookups = Metadata(self.mirrors, self.target.token, policy=RetryPolicy(0), sink=NullSink(), timeout=wait,
+                           network=self.metadata.network, deadline=wait)
         for endpoint in self.mirrors.remaining[1:]:
-            threading.Thread(target=ask, args=(endpoint,), daemon=True, name="hfget-mirror-lookup").start()
+            threading.Thread(target=self._confirm, args=(lookups, endpoint, commit), daemon=True,
+                             name="hfget-mirror-lookup").start()
+
+    def _confirm(self, lookups: Metadata, endpoint: str, commit: str) -> None:
+        try:
+            answer = lookups.try_lookup(self.target.repo, commit, endpoint)
+        except Exception:  # advisory: a traceback from this thread would land in the middle of the progress
+            return
+        if isinstance(answer, Served) and answer.commit == commit:
+            self.mirrors.confirm(endpoint)
+        elif isinstance(answer, Served) or type(answer) in (NotFoundError, RevisionNotFoundError):
+            self.mirrors.exclude(endpoint)
 
     def list_commit(self, commit: str) -> list[RemoteFile]:
         """A commit's listing from the Hub (a pinned one, or `hfget serve`'s), from the first mirror that has it: one
-        a commit behind answers RevisionNotFound, and is dropped for the run (a line says so) while another is left
-        to ask."""
+        a commit behind answers 404 (RevisionNotFound, or a bare 404 from a proxy) and is dropped for the run (a
+        line says so) while another is left to ask; when none has it, the error names them all."""
+        tried = []
         while True:
+            tried.append(self.mirrors.current)
             try:
                 return self.metadata.list_files(self.target.repo, commit)
-            except RevisionNotFoundError:
-                if not self.mirrors.fail_over(f"it does not have commit {commit[:12]}"):
+            except NotFoundError as error:
+                if type(error) not in (NotFoundError, RevisionNotFoundError):
+                    raise  # no such repo: no mirror will have it
+                if self.mirrors.fail_over(f"it does not have commit {commit[:12]}"):
+                    continue
+                if len(tried) < 2:
                     raise
+                raise RevisionNotFoundError(
+                    f"Commit {commit} of {self.target.repo} is on none of the mirrors: {', '.join(tried)}.",
+                    hint="Check the commit; a mirror may not have synced it yet.") from error
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""

@@ -5,8 +5,8 @@ small files and each large file's first range go there. When several are known t
 (`serving`: a revision lookup found it on each, see `keep`), the others take ranges of large files too
 (_spread.py places them), so evidence is counted per endpoint. A commit pinned by the user is looked up on the
 other mirrors only when a large file of it is to be fetched, while it is (the engine's `_confirm_mirrors`): each
-that answers with the commit is `confirm`ed and takes ranges from then on; the others are only there to fail over
-to: a mirror that lacks the commit, or refuses the token, is never asked for a range it cannot serve.
+that answers with the commit is `confirm`ed and takes ranges from then on, each that says it lacks it is
+`exclude`d; the others are only there to fail over to.
 Evidence against an endpoint accumulates in points (a refused connection or a stall weighs 2, a 5xx 1, a 404 for
 a listed file 3); at `THRESHOLD` points that endpoint is dropped for the rest of the run, as long as another
 healthy one is left, and a good answer from it clears its count, if that request was sent after the last
@@ -69,6 +69,14 @@ class Mirrors:
         others stay, for fail-over; for a commit the user pinned, whose lookups come while files are fetched)."""
         with self._lock:
             self._known |= {endpoint}
+
+    def exclude(self, endpoint: str) -> None:
+        """A lookup found `endpoint` without the run's commit: not used from now on, fail-over included, unless it is
+        the one in use (its own answers then drop it) or the last one left. Sends no event (a lookup's thread)."""
+        with self._lock:
+            if endpoint in self._endpoints[1:]:
+                self._endpoints = tuple(e for e in self._endpoints if e != endpoint)
+                self._points.pop(endpoint, None)
 
     def blame(self, points: int, reason: str, endpoint: str | None = None) -> bool:
         """Count evidence against `endpoint` (default: the one in use); True if it was dropped for the run."""
