@@ -159,18 +159,6 @@ def test_prefix_hasher_never_hashes_one_file_on_two_threads(tmp_path: Path):
         os.close(fd)
 
 
-def test_prefix_hasher_fails_a_request_made_after_the_run_stopped(tmp_path: Path):
-    """No waiter hangs on a file whose hashing was asked for after the hasher stopped."""
-    job, fd = _job_on(tmp_path, "model.bin", os.urandom(MiB))
-    hasher = PrefixHasher(threads=1)
-    hasher.stop()
-    try:
-        hasher.request(job)
-        assert job.done.is_set() and isinstance(job.error, RuntimeError)
-    finally:
-        os.close(fd)
-
-
 # 2. translate_error ----------------------------------------------------------------------------------------------
 
 def _our_own_code(kind: type[Exception]) -> None:

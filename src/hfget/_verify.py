@@ -109,12 +109,13 @@ class PrefixHasher:
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"hfget-hash-{n}")
                          for n in range(count)]
         self._started = False
-        self._stopped = False
 
     def stop(self) -> None:
-        """The run is over: the threads end; a request from now on fails its job at once (no waiter hangs)."""
+        """The run is over (every file's outcome is in) or cancelled: the threads end, and none starts after this. A
+        job requested after it is never hashed; its waiter (_large.finish) is then unwound by the cancellation,
+        which Transfers._stop sets before calling this."""
         with self._lock:
-            started, self._started, self._stopped = self._started, True, True
+            started, self._started = self._started, True
         if started:
             for _ in self._threads:
                 self._queue.put(None)
@@ -122,10 +123,6 @@ class PrefixHasher:
     def request(self, job: HashJob) -> None:
         """Hash what has been written since last time (a no-op if the job is already waiting for a thread)."""
         with self._lock:
-            if self._stopped:
-                job.error = RuntimeError("the run stopped before the file was hashed")
-                job.done.set()
-                return
             if job.running:
                 job.dirty = True
                 return
