@@ -15,6 +15,7 @@ from hfget._exchange import Exchange, Link, ThreadClients, Transient, check_repl
 from hfget._mirrors import Mirrors
 from hfget._models import RemoteFile
 from hfget._options import Options
+from hfget._pieces import MIN_SPLIT, Ledger
 from hfget._schedule import Scheduler
 from hfget._task import IllegalMove, RangeSupport, State, Task
 
@@ -101,8 +102,8 @@ def test_replies_are_checked_before_a_byte_is_written(status, headers, ok):
             check_reply(response, FILE, 10, 20)
 
 
-def _task(name: str, large: bool = False) -> Task:
-    return Task(RemoteFile(name, 10, "c" * 40), Path(name), large)
+def _task(name: str, large: bool = False, size: int = 10) -> Task:
+    return Task(RemoteFile(name, size, "c" * 40), Path(name), large)
 
 
 def test_the_scheduler_keeps_to_jobs_and_hands_out_every_file_once():
@@ -149,6 +150,23 @@ def test_a_large_file_takes_one_connection_until_range_support_is_proven_then_al
     task.connections = 1
     task.speed.per_connection = task.speed.fastest = 25e6  # a capped stream: every connection at once
     assert task.cap(8, 64e6) == 8
+
+
+def test_connections_joining_a_file_together_take_first_pieces_of_growing_size():
+    """A capped file's connections join at once: their first pieces grow (2/8, 3/8, ... of a piece), so they end,
+    and ask for the next ones, one after another, and the file's prefix (what the hash may read) advances piece by
+    piece instead of a round at a time."""
+    size = 1 << 30
+    task = _task("big", large=True, size=size)
+    task.ledger = Ledger(size, min_split=MIN_SPLIT)
+    task.ledger.claim(16 << 20)  # the probe's piece
+    task.state, task.ranges, task.connections = State.RUNNING, RangeSupport.YES, 1
+    task.speed.per_connection = task.speed.fastest = 25e6  # capped: all 8 connections at once, 2 s pieces
+    joined = [task.join(0.0, 8, 64e6) for _ in range(7)]
+    assert task.join(0.0, 8, 64e6) is None  # all 8 connections in use
+    sizes = [s.end - s.start for s in joined if s is not None]
+    assert sizes == [50_000_000 * n // 8 for n in range(2, 9)]
+    assert [s.start for s in joined if s is not None] == sorted(s.start for s in joined if s is not None)
 
 
 def _clocked_task() -> tuple[Task, list[float], list[float]]:
