@@ -34,8 +34,6 @@ from ._errors import (
     FileDownloadError,
     IncompleteDownloadError,
     NetworkError,
-    NotFoundError,
-    RevisionNotFoundError,
     StorageError,
     UsageError,
 )
@@ -51,7 +49,7 @@ from ._events import (
     RevisionResolved,
     Sink,
 )
-from ._hub import Metadata, Served
+from ._hub import Metadata, Served, lacks_commit
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import Network
@@ -225,28 +223,8 @@ class Download:
             return
         if isinstance(answer, Served) and answer.commit == commit:
             self.mirrors.confirm(endpoint)
-        elif isinstance(answer, Served) or type(answer) in (NotFoundError, RevisionNotFoundError):
+        elif isinstance(answer, Served) or lacks_commit(answer):
             self.mirrors.exclude(endpoint)
-
-    def list_commit(self, commit: str) -> list[RemoteFile]:
-        """A commit's listing from the Hub (a pinned one, or `hfget serve`'s), from the first mirror that has it: one
-        a commit behind answers 404 (RevisionNotFound, or a bare 404 from a proxy) and is dropped for the run (a
-        line says so) while another is left to ask; when none has it, the error names them all."""
-        tried = []
-        while True:
-            tried.append(self.mirrors.current)
-            try:
-                return self.metadata.list_files(self.target.repo, commit)
-            except NotFoundError as error:
-                if type(error) not in (NotFoundError, RevisionNotFoundError):
-                    raise  # no such repo: no mirror will have it
-                if self.mirrors.fail_over(f"it does not have commit {commit[:12]}"):
-                    continue
-                if len(tried) < 2:
-                    raise
-                raise RevisionNotFoundError(
-                    f"Commit {commit} of {self.target.repo} is on none of the mirrors: {', '.join(tried)}.",
-                    hint="Check the commit; a mirror may not have synced it yet.") from error
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
         """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
@@ -258,8 +236,7 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
-        files = self.list_commit(commit) if is_commit(self.target.revision) else \
-            self.metadata.list_files(self.target.repo, commit)
+        files = self.metadata.list_files(self.target.repo, commit)
         if write:
             self.target.store.prepare()
             self.target.store.write_listing(commit, files)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ._errors import HfgetError, NetworkError
+from ._errors import HfgetError, NetworkError, NotFoundError, RevisionNotFoundError
 from ._events import MetadataRetried, Sink
 from ._hub_errors import HubStatusError, status_of, translate_error
 from ._listing import check_listing, remote_file
@@ -102,8 +102,23 @@ class Metadata:
         return self._on_mirrors(lambda: self._resolve(repo, revision))
 
     def list_files(self, repo: Repo, commit: str) -> list[RemoteFile]:
-        """Every file at `commit`, following every page of the recursive tree."""
-        return self._on_mirrors(lambda: self._list(repo, commit))
+        """Every file at `commit`, following every page of the recursive tree, from the first mirror that has it:
+        one a commit behind (a pinned commit, `hfget serve`'s, a mirror that lost it) answers 404 and is dropped for
+        the run while another is left to ask; when none has it, the error names them all."""
+        tried: list[str] = []
+        while True:
+            tried.append(self.mirrors.current)
+            try:
+                return self._on_mirrors(lambda: self._list(repo, commit))
+            except NotFoundError as error:
+                if not lacks_commit(error):
+                    raise  # no such repo: no mirror will have it
+                if self.mirrors.fail_over(f"it does not have commit {commit[:12]}"):
+                    continue
+                if len(tried) < 2:
+                    raise
+                raise RevisionNotFoundError(f"Commit {commit} of {repo} is on none of the mirrors: {', '.join(tried)}.",
+                                            hint="Check the commit; a mirror may not have synced it yet.") from error
 
     def _on_mirrors(self, call: Callable[[], T]) -> T:
         while True:
@@ -229,6 +244,12 @@ class Metadata:
                 delay = self.policy.delay(attempt, getattr(getattr(error, "response", None), "headers", None))
                 self.sink.handle(MetadataRetried(what, f"{status or type(error).__name__}", delay))
                 time.sleep(delay)
+
+
+def lacks_commit(answer: object) -> bool:
+    """An endpoint's answer saying it does not have the commit asked for: the Hub's RevisionNotFound, or the bare
+    404 of nginx and proxies (not RepoNotFound: no mirror of that repo will do better)."""
+    return type(answer) in (NotFoundError, RevisionNotFoundError)
 
 
 def _import_hub_api() -> None:

@@ -186,7 +186,7 @@ class Source:
 
     def _upstream_listing(self, repo: Repo, commit: str) -> list[RemoteFile]:
         download = Download(self.target(repo, commit), self._lookups, NullSink())
-        files = download.list_commit(commit)
+        files = download.metadata.list_files(repo, commit)
         store = download.target.store
         try:
             store.prepare()
