@@ -123,6 +123,25 @@ def test_an_untrusted_certificate_is_exit_5_with_one_line_naming_the_host_and_ca
     assert not tls_hub.requests()  # refused at the handshake: nothing was asked
 
 
+@pytest.mark.parametrize("over", ["https with a private CA", "plain http"])
+def test_the_file_list_follows_the_revision_lookup_on_its_connection(
+        request: pytest.FixtureRequest, ca_file: Path, run_hfget, over: str):
+    """The CLI asks for the commit and then for every page of the file list over one kept-alive connection:
+    the listing on huggingface_hub's own session opened a second one (a TCP and a TLS handshake: two round trips
+    to a mirror on every run that lists, and the CA store loaded twice)."""
+    tls = over.startswith("https")
+    hub: Hub = request.getfixturevalue("tls_hub" if tls else "hub")
+    _repo(hub)
+    trust = ["--ca-bundle", str(ca_file)] if tls else []
+    result = run_hfget("org/model", "--endpoint", hub.url, *trust, "--token", TOKEN)
+    assert result.returncode == 0, result.stderr
+    _check_files(result.stdout)
+    metadata = [s for s in hub.requests(origin="hub") if "/revision/" in s.path or "/tree/" in s.path]
+    assert "/revision/" in metadata[0].path and len(metadata) >= 2, metadata
+    assert all(s.authorized for s in metadata)
+    assert len({s.peer for s in metadata}) == 1, [(s.path, s.peer) for s in metadata]
+
+
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HFGET_CA_BUNDLE"])
 def test_the_ca_bundle_variables_are_honoured(tls_hub: Hub, ca_file: Path, run_hfget, variable: str):
     _repo(tls_hub)

@@ -139,7 +139,19 @@ class _LazyTLS(httpx2.BaseTransport):
             transport.close()
 
 
+class _Lent(httpx2.BaseTransport):
+    """A transport lent to another client: requests go through it, and closing that client leaves it open
+    (huggingface_hub closes its session when its client factory is replaced)."""
+
+    def __init__(self, transport: httpx2.BaseTransport) -> None:
+        self._transport = transport
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self._transport.handle_request(request)
+
+
 _clients: dict[Network, httpx2.Client] = {}
+_direct: dict[Network, _LazyTLS] = {}  # the transports of the clients that go direct, by network
 _clients_lock = threading.Lock()
 
 
@@ -148,12 +160,23 @@ def client(network: Network) -> httpx2.Client:
     session): the hooks above, redirects followed (20 at most), a TLS context only once an https:// URL needs it."""
     with _clients_lock:
         if network not in _clients:
-            direct = network.proxy is None and not environment_proxies()
-            arguments = {"transport": _LazyTLS(network), "trust_env": True} if direct else network.client_arguments()
+            arguments: dict[str, Any] = network.client_arguments()
+            if network.proxy is None and not environment_proxies():
+                _direct[network] = _LazyTLS(network)
+                arguments = {"transport": _direct[network], "trust_env": True}
             _clients[network] = httpx2.Client(
                 event_hooks={"request": [_scoped_request_hook], "response": [_scoped_response_hook]},
                 follow_redirects=True, max_redirects=20, timeout=None, **arguments)
         return _clients[network]
+
+
+def lend(network: Network) -> httpx2.BaseTransport | None:
+    """The connections of hfget's metadata client for `network`, for huggingface_hub's session (_network.py's
+    `use_for_metadata`), if that client goes direct; None if it goes through a proxy (httpx2 builds those routes
+    inside the client)."""
+    client(network)
+    transport = _direct.get(network)
+    return None if transport is None else _Lent(transport)
 
 
 class _BoundedAnswer(httpx2.SyncByteStream):

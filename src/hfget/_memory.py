@@ -7,7 +7,7 @@ resident memory was 207 MB, of which about 90 MB was freed memory held in per-th
 and no slower (measured: 2.86-3.03 s against 2.95 s). Over TLS the records that have arrived are gathered into reads
 of the same size.
 
-Only the CLI calls `own_process()`: a program that calls hfget's Python API keeps its own allocator settings.
+Only in a process the CLI owns (_process.py): a program that calls hfget's Python API keeps its own allocator settings.
 `limit_arenas()` is called where the transfer threads start (a run that fetches nothing loads no ctypes), acts once,
 and does nothing without glibc, or when the user chose (MALLOC_ARENA_MAX, or arena_max in GLIBC_TUNABLES). It
 limits the arenas made after it: the few threads started before (the listing's import, mirror lookups) may have
@@ -20,18 +20,13 @@ from __future__ import annotations
 import os
 import threading
 
+from ._process import owned
+
 M_ARENA_MAX = -8  # glibc's malloc.h
 ARENAS = 2
 
-_owner = False
 _done = False
 _lock = threading.Lock()
-
-
-def own_process() -> None:
-    """The caller owns the process (the CLI): the allocator may be tuned for hfget's threads."""
-    global _owner
-    _owner = True
 
 
 def limit_arenas() -> bool:
@@ -40,7 +35,7 @@ def limit_arenas() -> bool:
     global _done
     with _lock:
         chosen = "MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", "")
-        if _done or not _owner or chosen or not is_glibc():
+        if _done or not owned() or chosen or not is_glibc():
             return False
         _done = True
         import ctypes

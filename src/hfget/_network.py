@@ -11,6 +11,11 @@ Metadata goes through huggingface_hub's one shared session (`HfApi` takes no cli
 is set, `use_for_metadata` installs a client factory with them through huggingface_hub's public
 `set_client_factory`: the same client huggingface_hub builds by default, plus the proxy and the trust. That factory
 serves the whole process; a later run without them puts huggingface_hub's default factory back.
+In a process hfget owns (the CLI, _process.py) the factory is installed whatever the network, and where hfget's
+metadata client goes direct (no proxy) the session is built on that client's connections (_hub_http.lend): the
+listing follows the revision lookup on its kept-alive connection, where a session of its own opened a second one
+(a TCP and a TLS handshake, two round trips to a mirror on every run that lists) and loaded the CA store a second
+time (~25 ms). A program calling the Python API keeps huggingface_hub's session as it set it up.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ._compat import hub_default_client_factory, hub_request_event_hook
 from ._errors import NetworkError, UsageError
 from ._options import Options
+from ._process import owned
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -135,7 +141,7 @@ def _ca_label(options: Options) -> str:
     return {"environment": "HFGET_CA_BUNDLE", "config file": "ca_bundle in the config file"}.get(origin, "--ca-bundle")
 
 
-_installed: Network | None = None
+_installed: tuple[Network, bool] | None = None  # the network and whether the session is lent hfget's connections
 
 
 def use_for_metadata(network: Network) -> None:
@@ -143,21 +149,29 @@ def use_for_metadata(network: Network) -> None:
     global _installed
     from huggingface_hub import set_client_factory
 
+    lend = owned()
     with _lock:
-        if network == _installed or (network.is_default and _installed is None):
+        if (network, lend) == _installed or (network.is_default and not lend and _installed is None):
             return
-        if network.is_default:
+        if network.is_default and not lend:
             set_client_factory(hub_default_client_factory())
         else:
-            arguments = network.client_arguments()
-            set_client_factory(lambda: _hub_client(arguments))
-        _installed = None if network.is_default else network
+            arguments = network.client_arguments()  # a CA bundle that cannot be read is a usage error here
+            set_client_factory(lambda: _hub_client(arguments, network if lend else None))
+        _installed = None if network.is_default and not lend else (network, lend)
 
 
-def _hub_client(arguments: dict[str, Any]) -> httpx2.Client:
-    """huggingface_hub's default client (its `default_client_factory`), with a proxy and a trust."""
+def _hub_client(arguments: dict[str, Any], lender: Network | None = None) -> httpx2.Client:
+    """huggingface_hub's default client (its `default_client_factory`), with a proxy and a trust; or, from a
+    `lender`, on the connections of hfget's metadata client for it where that goes direct."""
     import httpx2
 
+    if lender is not None:
+        from ._hub_http import lend
+
+        transport = lend(lender)
+        if transport is not None:
+            arguments = {"transport": transport}
     return httpx2.Client(event_hooks={"request": [hub_request_event_hook()]}, follow_redirects=True, timeout=None,
                          **arguments)
 

@@ -19,9 +19,9 @@ def main() -> None:
     # pydantic (Typer's conversion of what cli/_convert.py leaves to it, a setting that is not plain) scans every
     # installed package's entry points for plugins on first use (about 12 ms); hfget uses none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from .._memory import own_process
+    from .._process import own
     from ._main import run
 
-    own_process()  # the allocator may be tuned for hfget's threads (_memory.py)
+    own()  # hfget may tune what the process shares: its allocator, huggingface_hub's session (_process.py)
 
     run()
