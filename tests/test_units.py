@@ -4,6 +4,8 @@ selector and the options. The end-to-end tests against the test Hub stay the pro
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -339,3 +341,13 @@ def test_reads_double_while_the_socket_fills_them_and_halve_when_it_does_not():
         size = next_read(size, 8 << 10)
     assert size == FIRST_READ  # halved back: a 1 MiB buffer per small answer cost an mmap each
     assert next_read(FIRST_READ, 16 << 10) == FIRST_READ  # a TLS record at a time never grows it
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2, reason="needs CPU affinity")
+def test_the_hashers_count_the_cores_the_process_may_use_not_the_machines():
+    """Under `taskset -c 0` (or a container's CPU set) one core is usable: one hashing thread, not one a core."""
+    code = ("import os; os.sched_setaffinity(0, {0}); from hfget._verify import PrefixHasher; "
+            "print(len(PrefixHasher()._threads))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

@@ -86,6 +86,15 @@ class HashJob:
     dirty: bool = False  # a request came while it was running: the thread takes it up again when done
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container or `taskset` may give it fewer than the
+    machine has), where the system says; else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on this system (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 class PrefixHasher:
     """Threads that hash each large file's contiguous written prefix from the page cache as it grows, so
     verification costs no second pass at the end (hashlib releases the GIL: they run beside the network threads).
@@ -103,7 +112,7 @@ class PrefixHasher:
     MAX_THREADS = 4
 
     def __init__(self, threads: int | None = None) -> None:
-        count = threads or min(self.MAX_THREADS, os.cpu_count() or 1)
+        count = threads or min(self.MAX_THREADS, usable_cores())
         self._queue: queue.SimpleQueue[HashJob | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"hfget-hash-{n}")
