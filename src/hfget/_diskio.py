@@ -56,3 +56,13 @@ else:  # Windows: seek and write under one lock
         with _POSITIONED:
             os.lseek(fd, offset, os.SEEK_SET)
             return os.read(fd, size)
+
+
+def pread_into(fd: int, buffer: memoryview, offset: int) -> int:
+    """Read into `buffer` from `offset` (a buffer kept by its reader: no new block of memory a read); the bytes
+    read, 0 at the end of the file."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [buffer], offset)
+    data = pread(fd, len(buffer), offset)  # Windows has no preadv
+    buffer[:len(data)] = data
+    return len(data)

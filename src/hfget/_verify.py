@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._diskio import pread
+from ._diskio import pread_into
 from ._models import RemoteFile
 
 _READ_SIZE = 1 << 20
@@ -108,7 +108,9 @@ class PrefixHasher:
     A job is done when its whole file is hashed, or when reading it back failed (`error` is then set): a
     failure never leaves a waiter hanging."""
 
-    BLOCK = 4 << 20
+    BLOCK = 4 << 20  # a file's prefix grows by this much before its connections ask for it to be hashed
+    READ = 1 << 20  # bytes a thread reads back at a time, into the one buffer it keeps (a new 4 MiB block per
+    # read, with the last one still held while it was read, was 8 MiB of the transfer's peak memory)
     MAX_THREADS = 4
 
     def __init__(self, threads: int | None = None) -> None:
@@ -145,11 +147,12 @@ class PrefixHasher:
         self._queue.put(job)
 
     def _loop(self) -> None:
+        buffer = memoryview(bytearray(self.READ))  # the thread's one read buffer, for all its files
         while (job := self._queue.get()) is not None:
             with self._lock:
                 job.queued, job.running, job.dirty = False, True, False
             try:
-                self._advance(job)
+                self._advance(job, buffer)
             except Exception as error:  # an OSError, or a bug: either way the waiter must hear of it
                 job.error = error
                 job.done.set()
@@ -160,13 +163,13 @@ class PrefixHasher:
             if again:
                 self._queue.put(job)
 
-    def _advance(self, job: HashJob) -> None:
+    def _advance(self, job: HashJob, buffer: memoryview) -> None:
         content = job.content
         while (target := job.prefix()) > content.length and not job.abandoned:
-            block = pread(job.fd, min(self.BLOCK, target - content.length), content.length)
-            if not block:
+            got = pread_into(job.fd, buffer[:min(len(buffer), target - content.length)], content.length)
+            if not got:
                 raise OSError(f"the partial file ends at {content.length} bytes")
-            content.update(block)
+            content.update(buffer[:got])
         if content.length >= content.file.size:
             job.done.set()
 
