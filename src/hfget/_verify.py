@@ -109,7 +109,7 @@ class PrefixHasher:
     failure never leaves a waiter hanging."""
 
     BLOCK = 4 << 20  # a file's prefix grows by this much before its connections ask for it to be hashed
-    READ = 1 << 20  # bytes a thread reads back at a time, into the one buffer it keeps (a new 4 MiB block per
+    READ = _READ_SIZE  # bytes a thread reads back at a time, into the one buffer it keeps (a new 4 MiB block per
     # read, with the last one still held while it was read, was 8 MiB of the transfer's peak memory)
     MAX_THREADS = 4
 
