@@ -335,6 +335,7 @@ def memory(work: Path, hub: Hub, gib: float = 10) -> Result:
     if ("model", "bench/huge") not in hub.repos:
         hub.create_repo("bench/huge", {"model.safetensors": source})
     cache = work / "cache-huge"
+    hub.clear_log()
     started = time.perf_counter()
     proc = subprocess.Popen(command("hfget", "bench/huge", hub.url, cache),
                             env=environment(hub.url, work / "home-hfget"), stdout=subprocess.DEVNULL,
@@ -346,7 +347,8 @@ def memory(work: Path, hub: Hub, gib: float = 10) -> Result:
         raise SystemExit(f"hfget failed on the 10 GiB file ({proc.returncode})")
     shutil.rmtree(cache, ignore_errors=True)
     peak = usage.ru_maxrss / 1024  # KiB on Linux
-    return Result(peak, None, f"{gib:g} GiB in {seconds:.1f} s", peak)
+    streams = len({served.peer for served in hub.requests(origin="cdn")})  # the file's connections
+    return Result(peak, None, f"{gib:g} GiB in {seconds:.1f} s", peak, f"{streams} connection(s)")
 
 
 def https(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict[str, str]], runs: int) -> Result:
