@@ -6,6 +6,9 @@
     listing(repo, commit)  trees/<commit>.json; else the snapshot folder's links (a cache written without trees/);
                            else upstream's tree, written to trees/ as the engine writes it. A commit never changes,
                            so a listing is kept in memory.
+    target(repo, rev, ...) what a fetch of files asks upstream: hfget's mirrors, led by the one that answered for
+                           that commit (its listing, or the lookup that gave it), so that a first mirror a commit
+                           behind is not asked again, and answers 404, for every file of it.
     blob(repo, commit, f)  the file's verified content in the cache, if there: `blobs/<etag>`, or the snapshot's
                            own copy where the cache has no symlinks; never a path whose real location is outside
                            the repo's folder.
@@ -86,6 +89,7 @@ class Source:
         self._branches: dict[tuple[Repo, str], tuple[str, float]] = {}
         self._listings: dict[tuple[Repo, str], Listing] = {}
         self._dates: dict[tuple[Repo, str], str] = {}  # (repo, commit) -> the date upstream gave the commit
+        self._served: dict[tuple[Repo, str], str] = {}  # (repo, commit) -> the mirror that answered for it
         self._down_until = 0.0
 
     # -- what the server asks ----------------------------------------------------------------------------------
@@ -99,7 +103,12 @@ class Source:
         return CacheStore(self.cache_dir, repo)
 
     def target(self, repo: Repo, revision: str, files: tuple[str, ...] = ()) -> Target:
-        return resolve_target(str(repo), files, self.options, Wanted(revision=revision))
+        target = resolve_target(str(repo), files, self.options, Wanted(revision=revision))
+        with self._lock:
+            served = self._served.get((repo, revision))
+        if served is None or served not in target.endpoints:
+            return target
+        return dataclasses.replace(target, endpoints=(served, *(e for e in target.endpoints if e != served)))
 
     def commit(self, repo: Repo, revision: str, trace: Trace) -> str:
         if is_commit(revision):
@@ -116,6 +125,7 @@ class Source:
                 pass  # the cache answers
             else:
                 self._remember(repo, revision, commit, download.metadata.dates.get(commit))
+                self._served_by(repo, commit, download.mirrors.current)
                 return commit
         cached = self.store(repo).cached_commit(revision)
         if cached is None or not is_commit(cached):
@@ -187,6 +197,7 @@ class Source:
     def _upstream_listing(self, repo: Repo, commit: str) -> list[RemoteFile]:
         download = Download(self.target(repo, commit), self._lookups, NullSink())
         files = download.metadata.list_files(repo, commit)
+        self._served_by(repo, commit, download.mirrors.current)
         store = download.target.store
         try:
             store.prepare()
@@ -209,6 +220,10 @@ class Source:
             self.store(repo).record_ref(revision, commit)
         except (OSError, StorageError):
             pass  # a read-only cache: the ref stays in memory
+
+    def _served_by(self, repo: Repo, commit: str, endpoint: str) -> None:
+        with self._lock:
+            self._served[(repo, commit)] = endpoint
 
     def _not_cached(self, repo: Repo, message: str) -> HubError:
         if not self.store(repo).storage.is_dir():
