@@ -160,10 +160,12 @@ def client(network: Network) -> httpx2.Client:
     session): the hooks above, redirects followed (20 at most), a TLS context only once an https:// URL needs it."""
     with _clients_lock:
         if network not in _clients:
-            arguments: dict[str, Any] = network.client_arguments()
+            arguments: dict[str, Any]
             if network.proxy is None and not environment_proxies():
                 _direct[network] = _LazyTLS(network)
                 arguments = {"transport": _direct[network], "trust_env": True}
+            else:
+                arguments = network.client_arguments()
             _clients[network] = httpx2.Client(
                 event_hooks={"request": [_scoped_request_hook], "response": [_scoped_response_hook]},
                 follow_redirects=True, max_redirects=20, timeout=None, **arguments)

@@ -149,16 +149,16 @@ def use_for_metadata(network: Network) -> None:
     global _installed
     from huggingface_hub import set_client_factory
 
-    lend = owned()
+    shared = owned()  # the session may be built on hfget's own connections
     with _lock:
-        if (network, lend) == _installed or (network.is_default and not lend and _installed is None):
+        if (network, shared) == _installed or (network.is_default and not shared and _installed is None):
             return
-        if network.is_default and not lend:
+        if network.is_default and not shared:
             set_client_factory(hub_default_client_factory())
         else:
             arguments = network.client_arguments()  # a CA bundle that cannot be read is a usage error here
-            set_client_factory(lambda: _hub_client(arguments, network if lend else None))
-        _installed = None if network.is_default and not lend else (network, lend)
+            set_client_factory(lambda: _hub_client(arguments, network if shared else None))
+        _installed = None if network.is_default and not shared else (network, shared)
 
 
 def _hub_client(arguments: dict[str, Any], lender: Network | None = None) -> httpx2.Client:
