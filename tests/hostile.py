@@ -6,6 +6,8 @@
     /bomb/...            the revision answer is a gzip bomb (a few hundred kB that inflate to 300 MiB)
     /headers/...         the revision answer carries a flood of headers
     /endless/...         a well-formed repo whose one file's body never ends (chunked, no Content-Length)
+    /garbled-<k>/...     the file list is JSON of another shape: GARBLED[k] (an object, not a list; a number; an
+                         LFS entry without its sha256; a file without a path)
 
 Use `http://127.0.0.1:PORT/<mode>` as the endpoint. Every request is counted in `requests`.
 """
@@ -21,6 +23,14 @@ import zlib
 
 COMMIT = "c" * 40
 FILE = {"type": "file", "oid": "a" * 40, "size": 10, "path": "a.txt"}
+
+
+GARBLED = {
+    "object": {"error": "not a list"},
+    "number": 42,
+    "lfs": [{**FILE, "lfs": {"size": 10, "pointerSize": 130}}],
+    "pathless": [{"type": "file", "oid": "a" * 40, "size": 10}],
+}
 
 
 @functools.cache
@@ -42,6 +52,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.requests += 1
         mode, _, rest = self.path.lstrip("/").partition("/")
         try:
+            if mode.startswith("garbled-"):
+                self._garbled(mode.removeprefix("garbled-"), "/" + rest)
+                return
             getattr(self, f"_{mode.replace('-', '_')}")("/" + rest)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -62,6 +75,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if "/tree/" in path:
             here = f"http://{self.headers['Host']}/loop-pages{path}"
             self._json([FILE], {"Link": f'<{here}>; rel="next"'})
+        else:
+            self._revision()
+
+    def _garbled(self, kind: str, path: str) -> None:
+        if "/tree/" in path:
+            self._json(GARBLED[kind])
         else:
             self._revision()
 

@@ -32,6 +32,17 @@ def test_hostile_metadata_ends_with_one_line_and_exit_5(hostile: HostileServer, 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["object", "number", "lfs", "pathless"])
+def test_a_file_list_of_another_shape_is_the_endpoints_fault_in_one_line(hostile: HostileServer, run_hfget, kind):
+    """hfget reads the tree's entries itself: an answer it cannot read is said to be the endpoint's, with exit 5
+    and no traceback (not a bug of hfget's), and nothing is fetched."""
+    result = run_hfget("org/model", "--endpoint", f"{hostile.url}/garbled-{kind}", "--retries", "0")
+    assert result.returncode == hfget.ExitCode.NETWORK, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("hfget: ") and "garbled" in lines[-1] and "--mirror" in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr and "resolve" not in result.stderr
+
+
 def test_a_body_without_end_fails_that_file_once_past_its_size(hostile: HostileServer, run_hfget):
     result = run_hfget("org/model", "--endpoint", f"{hostile.url}/endless", "--retries", "0")
     assert result.returncode == hfget.ExitCode.FAILED, result.stderr

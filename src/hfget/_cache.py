@@ -38,7 +38,6 @@ class Store(Protocol):
 
     def output_path(self, commit: str) -> Path: ...
     def cached_commit(self, revision: str) -> str | None: ...
-    def fetched_before(self, revision: str) -> bool: ...  # one stat: a hint that a listing is kept
     def read_listing(self, commit: str) -> list[RemoteFile] | None: ...
     def is_present(self, commit: str, file: RemoteFile) -> bool: ...
     def can_adopt(self, file: RemoteFile) -> bool: ...
@@ -76,9 +75,6 @@ class CacheStore:
 
     def output_path(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
-
-    def fetched_before(self, revision: str) -> bool:
-        return (self.storage / "refs" / revision).is_file()
 
     def cached_commit(self, revision: str) -> str | None:
         try:
@@ -209,9 +205,6 @@ class LocalDirStore:
 
     def output_path(self, commit: str) -> Path:
         return self.root
-
-    def fetched_before(self, revision: str) -> bool:
-        return (self.meta_root / "trees").is_dir()  # no refs here: any listing kept (cached_commit reads them all)
 
     def cached_commit(self, revision: str) -> str | None:
         """A local dir records no refs: the commit its files were last recorded at, if a listing of it is kept."""

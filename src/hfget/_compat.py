@@ -3,14 +3,16 @@
 huggingface_hub has no public API for its tree cache (`trees/<commit>.json`), for the `CACHEDIR.TAG` it writes,
 or for the `.cache/huggingface/` bookkeeping of a local dir; hfget must read and write exactly those files for
 `snapshot_download(local_files_only=True)` and `hf download --local-dir` to trust what hfget fetched. Its public
-`set_client_factory` takes a whole client, so a client with a proxy is built from its default one's parts. They are
+`set_client_factory` takes a whole client, so a client with a proxy is built from its default one's parts. The
+listing's pagination is `HfApi.list_repo_tree`'s own (`paginate`, which huggingface_hub.utils exports lazily, so a
+type checker does not see it there), taken from its module without importing `HfApi`'s. They are
 imported here and nowhere else; pyproject.toml bounds huggingface_hub below 3, and the contract tests
 (test_download.py: layouts compared with huggingface_hub's own output) fail if a release changes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +136,14 @@ def write_local_metadata(local_dir: Path, path: str, commit: str, etag: str) -> 
     from huggingface_hub._local_folder import write_download_metadata
 
     write_download_metadata(local_dir, path, commit, etag)
+
+
+def hub_paginate() -> Callable[..., Iterable[Any]]:
+    """huggingface_hub's pagination of a listing: `paginate(url, params, headers)` yields every entry of every page,
+    following `Link: next`, raising its HTTP errors, with its backoff (what `HfApi.list_repo_tree` iterates)."""
+    from huggingface_hub.utils._pagination import paginate
+
+    return paginate
 
 
 def hub_default_client_factory() -> Callable[[], httpx2.Client]:

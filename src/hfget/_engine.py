@@ -175,8 +175,6 @@ class Download:
                                         "instead of a branch or tag.")
             commit = cached
         else:
-            if not target.store.fetched_before(revision):
-                self.metadata.expect_listing()  # a first download: its listing follows the lookup
             commit = self._lookup(revision)
             endpoint = self.mirrors.current
         self.sink.handle(RevisionResolved(str(target.repo), revision, commit, endpoint, pinned=is_commit(revision)))

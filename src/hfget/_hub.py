@@ -3,9 +3,12 @@
 The revision lookup is one GET that hfget sends itself (hub-protocol.md §2), asking only for the commit and its
 date (`expand=sha&expand=lastModified`; the full answer lists every file), on hfget's httpx2 client for metadata
 (_hub_http.py).
-The listing goes through huggingface_hub's `HfApi` (`list_repo_tree`, every page). What the official client does
-not do is added around both (event hooks, in _hub_http.py; on huggingface_hub's session for the listing), scoped
-to hfget's own calls by a context variable:
+The listing is the request `HfApi.list_repo_tree` sends (`tree/<commit>?recursive=true&expand=false`), every page
+through huggingface_hub's own `paginate` (the `Link: next` pages, its status errors, its backoff) on its shared
+session, with the lookup's headers; hfget reads the entries itself (_listing.tree_files), as `RepoFile` does: the
+module of `HfApi` costs about 0.2 s of CPU and 8 MB of memory to import, on every first download, for that one
+request. What the official client does not do is added around both (event hooks, in _hub_http.py; on
+huggingface_hub's session for the listing), scoped to hfget's own calls by a context variable:
 - a tree page's `Link: <next>` or a redirect that names another host (hf-mirror leaves huggingface.co there), or
   the endpoint's host without the endpoint's path prefix (`https://host/artifactory/api/huggingfaceml/repo`), is
   sent to the endpoint in use instead, prefix included, so the listing and the token stay on the mirror;
@@ -27,8 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,13 +39,12 @@ from urllib.parse import quote
 from ._errors import HfgetError, NetworkError, NotFoundError, RevisionNotFoundError
 from ._events import MetadataRetried, Sink
 from ._hub_errors import HubStatusError, status_of, translate_error
-from ._listing import check_listing, remote_file
+from ._listing import check_listing, tree_files
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import HEADERS, Network, untrusted_certificate, use_for_metadata
 from ._repo import Repo
 from ._retry import RetryPolicy, is_transient_status
-from ._version import __version__
 
 T = TypeVar("T")
 
@@ -92,7 +92,6 @@ class Metadata:
         self.sink = sink
         self.timeout = timeout  # for the answer to begin (and for each read of it)
         self.network = network or Network()
-        self._apis: dict[str, Any] = {}
         self._served: list[Served] = []
         self.dates: dict[str, str] = {}  # commit -> its date, from the lookups' answers that gave one
         self.unreachable: dict[str, str] = {}  # endpoint -> why, from the last resolve_everywhere
@@ -158,25 +157,6 @@ class Metadata:
         except HfgetError as error:
             return error
 
-    def expect_listing(self) -> None:
-        """A listing will follow the lookup (the cache has nothing of this revision): import huggingface_hub's API
-        on a thread meanwhile. The import is about 0.2 s of CPU, the lookup's wait a round trip (three on a new TLS
-        connection), which the thread has to itself. Once imported (a second run in the process, `hfget serve`), no
-        thread."""
-        if "huggingface_hub.hf_api" not in sys.modules:
-            threading.Thread(target=_import_hub_api, name="hfget-hub-api", daemon=True).start()
-
-    def _hf_api(self) -> Any:
-        endpoint = self.mirrors.current
-        if endpoint not in self._apis:
-            from huggingface_hub import HfApi
-
-            use_for_metadata(self.network)
-
-            self._apis[endpoint] = HfApi(endpoint=endpoint, token=self.token or False, library_name="hfget",
-                                         library_version=__version__)
-        return self._apis[endpoint]
-
     def _resolve(self, repo: Repo, revision: str) -> str:
         return self.lookup(repo, revision, self.mirrors.current).commit
 
@@ -197,30 +177,34 @@ class Metadata:
 
     def _get_json(self, url: str, endpoint: str) -> Any:
         """One GET of a metadata answer, decoded, on hfget's httpx2 client for metadata (_hub_http.py)."""
-        headers = dict(HEADERS)
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
         params = {"expand": list(EXPAND)}
         from . import _hub_http
 
         with _hub_http.request_scope(endpoint, self.timeout, self.deadline):
-            answer = _hub_http.client(self.network).get(url, params=params, headers=headers)
+            answer = _hub_http.client(self.network).get(url, params=params, headers=self._headers())
         if answer.status_code >= 400:
             raise HubStatusError(answer)
         return json.loads(answer.content)
 
+    def _headers(self) -> dict[str, str]:
+        """What hfget's metadata requests carry: hfget's User-Agent, no compression, the token if there is one."""
+        headers = dict(HEADERS)
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
     def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:
-        from huggingface_hub.hf_api import RepoFile
-
         from . import _hub_http
+        from ._compat import hub_paginate
 
-        api, endpoint = self._hf_api(), self.mirrors.current
+        endpoint = self.mirrors.current
+        url = f"{endpoint}/api/{repo.api_kind}/{repo.repo_id}/tree/{quote(commit, safe='')}"
+        use_for_metadata(self.network)
         with _translated(repo, commit, endpoint, self.network.proxy), \
                 _hub_http.session_scope(endpoint, self.timeout, self.deadline):
-            entries = self._retrying(f"the file list of {repo}", lambda: list(api.list_repo_tree(
-                repo.repo_id, recursive=True, revision=commit, repo_type=repo.repo_type)))
-        files = [remote_file(e, repo) for e in entries if isinstance(e, RepoFile)]
-        return check_listing(files, repo)
+            entries = self._retrying(f"the file list of {repo}", lambda: list(hub_paginate()(
+                url, params={"recursive": True, "expand": False}, headers=self._headers())))
+        return check_listing(tree_files(entries, repo, endpoint), repo)
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """Send again on connect errors, timeouts, 408, 429 and 5xx (huggingface_hub does not retry a revision
@@ -250,11 +234,6 @@ def lacks_commit(answer: object) -> bool:
     """An endpoint's answer saying it does not have the commit asked for: the Hub's RevisionNotFound, or the bare
     404 of nginx and proxies (not RepoNotFound: no mirror of that repo will do better)."""
     return type(answer) in (NotFoundError, RevisionNotFoundError)
-
-
-def _import_hub_api() -> None:
-    with contextlib.suppress(Exception):  # the listing imports it again, and reports what went wrong
-        import huggingface_hub.hf_api  # noqa: F401
 
 
 def _http_failure(error: Exception) -> bool:

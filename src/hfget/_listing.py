@@ -19,13 +19,36 @@ _HEX = re.compile(r"[0-9a-fA-F]{40}")  # a git blob sha1: it names a blob and a 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
-def remote_file(entry: Any, repo: Repo) -> RemoteFile:
-    if not isinstance(entry.size, int) or not isinstance(entry.blob_id, str):
-        raise NetworkError(f"The listing of {repo} gives {entry.path!r} no usable size or blob id.",
+def tree_files(entries: list[Any], repo: Repo, endpoint: str) -> list[RemoteFile]:
+    """The files of a tree listing's entries (hub-protocol.md §2: `{"type": "file", "path", "size", "oid",
+    "lfs": {"oid", "size", "pointerSize"}?, "xetHash"?}`; folders are left out), read as huggingface_hub's
+    `RepoFile` reads them. An entry of another shape is the endpoint's fault, said as such."""
+    files = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise _unreadable(endpoint, repo, f"an entry that is not a file or folder: {str(entry)[:80]!r}")
+        if entry["type"] == "file":
+            files.append(_file(entry, repo, endpoint))
+    return files
+
+
+def _file(entry: dict[str, Any], repo: Repo, endpoint: str) -> RemoteFile:
+    path, size, blob_id, lfs = entry.get("path"), entry.get("size"), entry.get("oid"), entry.get("lfs")
+    if not isinstance(path, str):
+        raise _unreadable(endpoint, repo, f"a file without a path: {str(entry)[:80]!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(blob_id, str):
+        raise NetworkError(f"The listing of {repo} gives {path!r} no usable size or blob id.",
                            hint="The endpoint may be broken: use another --mirror.")
-    return RemoteFile(path=entry.path, size=entry.size, blob_id=entry.blob_id,
-                      lfs_sha256=entry.lfs.sha256 if entry.lfs is not None else None,
-                      xet_hash=getattr(entry, "xet_hash", None))
+    if lfs is not None and (not isinstance(lfs, dict) or not isinstance(lfs.get("oid"), str)):
+        raise _unreadable(endpoint, repo, f"the LFS entry of {path!r} has no sha256")
+    xet_hash = entry.get("xetHash")
+    return RemoteFile(path=path, size=size, blob_id=blob_id, lfs_sha256=lfs["oid"] if lfs is not None else None,
+                      xet_hash=xet_hash if isinstance(xet_hash, str) else None)
+
+
+def _unreadable(endpoint: str, repo: Repo, what: str) -> NetworkError:
+    return NetworkError(f"{endpoint} sent a file list hfget cannot read for {repo}: {what}.",
+                        hint="The endpoint may be broken: use another --mirror.")
 
 
 def check_listing(files: list[RemoteFile], repo: Repo) -> list[RemoteFile]:
