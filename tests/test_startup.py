@@ -146,6 +146,20 @@ def test_a_cached_rerun_loads_no_more_than_it_uses(hub: Hub, run_hfget, tmp_path
     assert "huggingface_hub.hf_api" not in modules and "typer._adapters" not in modules
 
 
+def test_a_first_download_loads_neither_hfapi_nor_what_a_tagged_cache_does_not_need(hub: Hub, tmp_path: Path):
+    """The listing is huggingface_hub's pagination without its HfApi module (about 0.2 s of CPU to import); a
+    download into a cache that already has its CACHEDIR.TAG does not load the module that writes one (~60 ms)."""
+    hub.create_repo("org/model", {"config.json": b"{}", "tokenizer.json": b"[]"})
+    hub.create_repo("org/other", {"config.json": b"[]"})
+    cache = tmp_path / "cache"
+    code, modules = _modules_after("org/model", "--endpoint", hub.url, "--cache-dir", str(cache), "-q")
+    assert code == 0 and (cache / "CACHEDIR.TAG").is_file()
+    assert "huggingface_hub.hf_api" not in modules and "huggingface_hub._local_folder" in modules
+    code, modules = _modules_after("org/other", "--endpoint", hub.url, "--cache-dir", str(cache), "-q")
+    assert code == 0 and hub.requests(contains="/api/models/org/other/tree/")
+    assert "huggingface_hub.hf_api" not in modules and "huggingface_hub._local_folder" not in modules
+
+
 def test_the_metadata_client_builds_no_tls_context_for_plain_http(hub: Hub):
     from hfget import _hub_http
     from hfget._network import Network

@@ -96,6 +96,10 @@ def write_tree(folder: Path, commit: str, files: list[RemoteFile]) -> None:
 
 
 def create_cachedir_tag(cache_dir: Path) -> None:
+    """huggingface_hub's CACHEDIR.TAG in the cache, if it has none. Its module imports filelock and more (about 60
+    ms), which every download into a cache that has its tag paid for nothing."""
+    if (cache_dir / "CACHEDIR.TAG").exists():
+        return
     from huggingface_hub._local_folder import _create_cachedir_tag
 
     _create_cachedir_tag(cache_dir)
