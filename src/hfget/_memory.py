@@ -10,7 +10,7 @@ of the same size.
 Only in a process the CLI owns (_process.py): a program that calls hfget's Python API keeps its own allocator settings.
 `limit_arenas()` is called where the transfer threads start (a run that fetches nothing loads no ctypes), acts once,
 and does nothing without glibc, or when the user chose (MALLOC_ARENA_MAX, or arena_max in GLIBC_TUNABLES). It
-limits the arenas made after it: the few threads started before (the listing's import, mirror lookups) may have
+limits the arenas made after it: the few threads started before (the lookups of several mirrors) may have
 their own already, and glibc ignores the setting once it has fixed its limit (past eight arenas), which a long
 `hfget serve` may have done; then the arenas stay as glibc made them.
 """
