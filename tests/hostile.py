@@ -50,6 +50,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.requests += 1
+            self.server.paths.append(self.path)
         mode, _, rest = self.path.lstrip("/").partition("/")
         try:
             if mode.startswith("garbled-"):
@@ -141,6 +142,7 @@ class HostileServer(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.requests = 0
+        self.paths: list[str] = []  # every request's path, in order
 
     @property
     def url(self) -> str:

@@ -40,7 +40,9 @@ def test_a_file_list_of_another_shape_is_the_endpoints_fault_in_one_line(hostile
     assert result.returncode == hfget.ExitCode.NETWORK, result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("hfget: ") and "garbled" in lines[-1] and "--mirror" in lines[-1], result.stderr
-    assert "Traceback" not in result.stderr and "resolve" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert any("/tree/" in path for path in hostile.paths)
+    assert not any("/resolve/" in path for path in hostile.paths)  # nothing was fetched
 
 
 def test_a_body_without_end_fails_that_file_once_past_its_size(hostile: HostileServer, run_hfget):

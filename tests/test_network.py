@@ -142,6 +142,39 @@ def test_the_file_list_follows_the_revision_lookup_on_its_connection(
     assert len({s.peer for s in metadata}) == 1, [(s.path, s.peer) for s in metadata]
 
 
+def test_a_session_rebuilt_mid_listing_keeps_the_pages_and_the_token_on_the_endpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """huggingface_hub closes its session after a connect error and builds another for the retry, mid-listing. The
+    next pages, whose links name another host (as hf-mirror's name huggingface.co), still go to the endpoint, and
+    the token nowhere else. (The session is closed here as huggingface_hub's backoff closes it, after page one.)"""
+    import huggingface_hub
+
+    import hfget
+    from hfget import _compat, _process
+
+    elsewhere = Hub(tmp_path / "elsewhere").start()
+    mirror = Hub(tmp_path / "mirror", page_size=2, link_base=elsewhere.url).start()
+    try:
+        mirror.create_repo("org/model", FILES)
+        mirror.grant("org/model", TOKEN)
+        monkeypatch.setattr(_process, "_owner", True)  # as in the CLI
+        paginate = _compat.hub_paginate()
+
+        def session_closed_after_the_first_entry(*args: object, **kwargs: object) -> Iterator[object]:
+            for index, entry in enumerate(paginate(*args, **kwargs)):
+                if index == 0:
+                    huggingface_hub.close_session()
+                yield entry
+
+        monkeypatch.setattr(_compat, "hub_paginate", lambda: session_closed_after_the_first_entry)
+        path = hfget.download("org/model", endpoint=mirror.url, token=TOKEN, cache_dir=tmp_path / "cache")
+        assert (path / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+        assert len(mirror.requests(contains="/tree/")) >= 2 and elsewhere.log == []
+    finally:
+        mirror.stop()
+        elsewhere.stop()
+
+
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HFGET_CA_BUNDLE"])
 def test_the_ca_bundle_variables_are_honoured(tls_hub: Hub, ca_file: Path, run_hfget, variable: str):
     _repo(tls_hub)

@@ -91,6 +91,11 @@ def _under(raw_path: bytes, prefix: bytes) -> bool:
     return not prefix or raw_path == prefix or raw_path.startswith(prefix + b"/")
 
 
+def scoped_hooks() -> dict[str, list[Any]]:
+    """The hooks above, for a client that hfget's calls share with others (they act only within a scope)."""
+    return {"request": [_scoped_request_hook], "response": [_scoped_response_hook]}
+
+
 @contextlib.contextmanager
 def session_scope(endpoint: str, timeout: float, deadline: float = 120.0) -> Iterator[None]:
     """huggingface_hub's session, for the calls made in this block: the hooks above, in this scope."""
@@ -166,16 +171,19 @@ def client(network: Network) -> httpx2.Client:
                 arguments = {"transport": _direct[network], "trust_env": True}
             else:
                 arguments = network.client_arguments()
-            _clients[network] = httpx2.Client(
-                event_hooks={"request": [_scoped_request_hook], "response": [_scoped_response_hook]},
-                follow_redirects=True, max_redirects=20, timeout=None, **arguments)
+            _clients[network] = httpx2.Client(event_hooks=scoped_hooks(), follow_redirects=True, max_redirects=20,
+                                              timeout=None, **arguments)
         return _clients[network]
 
 
 def lend(network: Network) -> httpx2.BaseTransport | None:
     """The connections of hfget's metadata client for `network`, for huggingface_hub's session (_network.py's
     `use_for_metadata`), if that client goes direct; None if it goes through a proxy (httpx2 builds those routes
-    inside the client)."""
+    inside the client). Called while huggingface_hub holds its session's lock: a proxied client, whose CA bundle
+    is loaded under _network's lock (which `use_for_metadata` holds while it waits for huggingface_hub's), is not
+    built here."""
+    if network.proxy is not None or environment_proxies():
+        return None
     client(network)
     transport = _direct.get(network)
     return None if transport is None else _Lent(transport)

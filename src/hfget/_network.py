@@ -7,8 +7,8 @@ A proxy that is set (by any of the first three) carries every request, metadata 
 without one, httpx2 reads the usual variables itself (`trust_env`), NO_PROXY included. `socks5://` and
 `socks5h://` proxies need the `socksio` package (`pip install hfget[socks]`).
 
-Metadata goes through huggingface_hub's one shared session (`HfApi` takes no client), so when a proxy or a CA bundle
-is set, `use_for_metadata` installs a client factory with them through huggingface_hub's public
+The listing goes through huggingface_hub's one shared session (its `paginate` takes no client), so when a proxy
+or a CA bundle is set, `use_for_metadata` installs a client factory with them through huggingface_hub's public
 `set_client_factory`: the same client huggingface_hub builds by default, plus the proxy and the trust. That factory
 serves the whole process; a later run without them puts huggingface_hub's default factory back.
 In a process hfget owns (the CLI, _process.py) the factory is installed whatever the network, and where hfget's
@@ -163,16 +163,21 @@ def use_for_metadata(network: Network) -> None:
 
 def _hub_client(arguments: dict[str, Any], lender: Network | None = None) -> httpx2.Client:
     """huggingface_hub's default client (its `default_client_factory`), with a proxy and a trust; or, from a
-    `lender`, on the connections of hfget's metadata client for it where that goes direct."""
+    `lender`, on the connections of hfget's metadata client for it where that goes direct. It carries hfget's
+    scoped hooks from the start (they act only within hfget's own calls): huggingface_hub closes its session after
+    a connect error and builds a new one for the retry, mid-listing, which the hooks `session_scope` adds to the
+    session it found would not be on (the next pages would follow a link naming another host, token and all)."""
     import httpx2
 
-    if lender is not None:
-        from ._hub_http import lend
+    from ._hub_http import lend, scoped_hooks
 
+    if lender is not None:
         transport = lend(lender)
         if transport is not None:
             arguments = {"transport": transport}
-    return httpx2.Client(event_hooks={"request": [hub_request_event_hook()]}, follow_redirects=True, timeout=None,
+    hooks = scoped_hooks()
+    return httpx2.Client(event_hooks={"request": [hub_request_event_hook(), *hooks["request"]],
+                                      "response": hooks["response"]}, follow_redirects=True, timeout=None,
                          **arguments)
 
 
