@@ -201,9 +201,9 @@ class Metadata:
         url = f"{endpoint}/api/{repo.api_kind}/{repo.repo_id}/tree/{quote(commit, safe='')}"
         use_for_metadata(self.network)
         with _translated(repo, commit, endpoint, self.network.proxy), \
-                _hub_http.session_scope(endpoint, self.timeout, self.deadline):
+                _hub_http.session_scope(endpoint, self.timeout, self.deadline, self.token):
             entries = self._retrying(f"the file list of {repo}", lambda: list(hub_paginate()(
-                url, params={"recursive": True, "expand": False}, headers=self._headers())))
+                url, params={"recursive": True, "expand": False}, headers=dict(HEADERS))))
         return check_listing(tree_files(entries, repo, endpoint), repo)
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:

@@ -28,6 +28,7 @@ class _Scope:
     endpoint: httpx2.URL
     timeout: float
     deadline: float  # seconds for one whole answer, however slowly it trickles in
+    token: str | None = field(default=None, repr=False)  # added by the request hook, once the URL is the endpoint's
     pages: set[str] = field(default_factory=set)
 
 
@@ -51,6 +52,8 @@ def _scoped_request_hook(request: httpx2.Request) -> None:
         request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port,
                                             raw_path=raw_path if _under(raw_path, prefix) else prefix + raw_path)
         request.headers["Host"] = request.url.netloc.decode("ascii")
+    if scope.token:
+        request.headers["Authorization"] = f"Bearer {scope.token}"
     timeout = request.extensions.get("timeout") or {}
     if timeout.get("connect") is None:
         t = scope.timeout
@@ -97,8 +100,11 @@ def scoped_hooks() -> dict[str, list[Any]]:
 
 
 @contextlib.contextmanager
-def session_scope(endpoint: str, timeout: float, deadline: float = 120.0) -> Iterator[None]:
-    """huggingface_hub's session, for the calls made in this block: the hooks above, in this scope."""
+def session_scope(endpoint: str, timeout: float, deadline: float = 120.0, token: str | None = None) -> Iterator[None]:
+    """huggingface_hub's session, for the calls made in this block: the hooks above, in this scope. The `token`
+    is not given to huggingface_hub's calls: the request hook adds it, after it has put the request on the
+    endpoint. A session huggingface_hub builds anew in the block (after a connect error) lacks the hooks unless
+    hfget's client factory made it (_network.use_for_metadata); its requests then carry no token at all."""
     from huggingface_hub import get_session
 
     session = get_session()
@@ -106,17 +112,17 @@ def session_scope(endpoint: str, timeout: float, deadline: float = 120.0) -> Ite
     if _scoped_request_hook not in hooks["request"]:
         session.event_hooks = {**hooks, "request": [*hooks["request"], _scoped_request_hook],
                                "response": [*hooks["response"], _scoped_response_hook]}
-    with request_scope(endpoint, timeout, deadline):
+    with request_scope(endpoint, timeout, deadline, token):
         yield
 
 
 @contextlib.contextmanager
-def request_scope(endpoint: str, timeout: float, deadline: float) -> Iterator[None]:
-    token = _SCOPE.set(_Scope(httpx2.URL(endpoint), timeout, deadline))
+def request_scope(endpoint: str, timeout: float, deadline: float, token: str | None = None) -> Iterator[None]:
+    context = _SCOPE.set(_Scope(httpx2.URL(endpoint), timeout, deadline, token))
     try:
         yield
     finally:
-        _SCOPE.reset(token)
+        _SCOPE.reset(context)
 
 
 class _LazyTLS(httpx2.BaseTransport):
