@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 CONFIRM_WAIT = 30.0  # seconds at most for another mirror's answer about a pinned commit (nothing waits for it)
 
+
 @dataclass(frozen=True)
 class Target:
     """Everything a download needs to know before its first request."""

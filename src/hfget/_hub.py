@@ -180,18 +180,11 @@ class Metadata:
         params = {"expand": list(EXPAND)}
         from . import _hub_http
 
-        with _hub_http.request_scope(endpoint, self.timeout, self.deadline):
-            answer = _hub_http.client(self.network).get(url, params=params, headers=self._headers())
+        with _hub_http.request_scope(endpoint, self.timeout, self.deadline, self.token):
+            answer = _hub_http.client(self.network).get(url, params=params, headers=HEADERS)
         if answer.status_code >= 400:
             raise HubStatusError(answer)
         return json.loads(answer.content)
-
-    def _headers(self) -> dict[str, str]:
-        """What hfget's metadata requests carry: hfget's User-Agent, no compression, the token if there is one."""
-        headers = dict(HEADERS)
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
 
     def _list(self, repo: Repo, commit: str) -> list[RemoteFile]:
         from . import _hub_http

@@ -29,6 +29,7 @@ class _Scope:
     timeout: float
     deadline: float  # seconds for one whole answer, however slowly it trickles in
     token: str | None = field(default=None, repr=False)  # added by the request hook, once the URL is the endpoint's
+    # (the one place a metadata request gets the token: the lookup's and the listing's alike)
     pages: set[str] = field(default_factory=set)
 
 
@@ -172,7 +173,7 @@ def client(network: Network) -> httpx2.Client:
     with _clients_lock:
         if network not in _clients:
             arguments: dict[str, Any]
-            if network.proxy is None and not environment_proxies():
+            if _goes_direct(network):
                 _direct[network] = _LazyTLS(network)
                 arguments = {"transport": _direct[network], "trust_env": True}
             else:
@@ -182,13 +183,18 @@ def client(network: Network) -> httpx2.Client:
         return _clients[network]
 
 
+def _goes_direct(network: Network) -> bool:
+    """No proxy is set for `network` and none comes from the environment: hfget's own transport carries it."""
+    return network.proxy is None and not environment_proxies()
+
+
 def lend(network: Network) -> httpx2.BaseTransport | None:
     """The connections of hfget's metadata client for `network`, for huggingface_hub's session (_network.py's
     `use_for_metadata`), if that client goes direct; None if it goes through a proxy (httpx2 builds those routes
     inside the client). Called while huggingface_hub holds its session's lock: a proxied client, whose CA bundle
     is loaded under _network's lock (which `use_for_metadata` holds while it waits for huggingface_hub's), is not
     built here."""
-    if network.proxy is not None or environment_proxies():
+    if not _goes_direct(network):
         return None
     client(network)
     transport = _direct.get(network)
