@@ -136,6 +136,7 @@ def test_the_file_list_follows_the_revision_lookup_on_its_connection(
     result = run_hfget("org/model", "--endpoint", hub.url, *trust, "--token", TOKEN)
     assert result.returncode == 0, result.stderr
     _check_files(result.stdout)
+    hub.wait_idle()  # the last answer reached hfget before its log entry was written
     metadata = [s for s in hub.requests(origin="hub") if "/revision/" in s.path or "/tree/" in s.path]
     assert "/revision/" in metadata[0].path and len(metadata) >= 2, metadata
     assert all(s.authorized for s in metadata)
@@ -173,10 +174,13 @@ def test_a_session_rebuilt_mid_listing_keeps_the_pages_and_the_token_on_the_endp
         if caller == "the hfget command":
             path = hfget.download("org/model", endpoint=mirror.url, token=TOKEN, cache_dir=tmp_path / "cache")
             assert (path / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+            mirror.wait_idle()
+            elsewhere.wait_idle()
             assert len(mirror.requests(contains="/tree/")) >= 2 and elsewhere.log == []
         else:
             with pytest.raises(hfget.HfgetError):  # the other host has no such repo
                 hfget.download("org/model", endpoint=mirror.url, token=TOKEN, cache_dir=tmp_path / "cache")
+            elsewhere.wait_idle()  # its answer reached hfget before its log entry was written
             assert elsewhere.requests(contains="/tree/") and not any(s.authorized for s in elsewhere.log)
     finally:
         mirror.stop()

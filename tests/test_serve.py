@@ -372,6 +372,7 @@ def test_a_commit_that_the_first_upstream_mirror_lacks_is_listed_from_the_next(h
                 assert response.status == 200 and body == content, path
         finally:
             server.stop()
+        behind.wait_idle()
         assert behind.file_gets() == []
     finally:
         behind.stop()

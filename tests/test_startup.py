@@ -156,6 +156,7 @@ def test_a_first_download_loads_neither_hfapi_nor_what_a_tagged_cache_does_not_n
     assert code == 0 and (cache / "CACHEDIR.TAG").is_file()
     assert "huggingface_hub.hf_api" not in modules and "huggingface_hub._local_folder" in modules
     code, modules = _modules_after("org/other", "--endpoint", hub.url, "--cache-dir", str(cache), "-q")
+    hub.wait_idle()
     assert code == 0 and hub.requests(contains="/api/models/org/other/tree/")
     assert "huggingface_hub.hf_api" not in modules and "huggingface_hub._local_folder" not in modules
 
