@@ -7,7 +7,7 @@
     /headers/...         the revision answer carries a flood of headers
     /endless/...         a well-formed repo whose one file's body never ends (chunked, no Content-Length)
     /garbled-<k>/...     the file list is JSON of another shape: GARBLED[k] (an object, not a list; a number; an
-                         LFS entry without its sha256; a file without a path)
+                         LFS entry without its sha256; a file without a path; a size that is not a number)
 
 Use `http://127.0.0.1:PORT/<mode>` as the endpoint. Every request is counted in `requests`.
 """
@@ -30,6 +30,7 @@ GARBLED = {
     "number": 42,
     "lfs": [{**FILE, "lfs": {"size": 10, "pointerSize": 130}}],
     "pathless": [{"type": "file", "oid": "a" * 40, "size": 10}],
+    "sizeless": [{"type": "file", "oid": "a" * 40, "size": "10", "path": "a.txt"}],
 }
 
 

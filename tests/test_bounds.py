@@ -32,7 +32,7 @@ def test_hostile_metadata_ends_with_one_line_and_exit_5(hostile: HostileServer, 
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("kind", ["object", "number", "lfs", "pathless"])
+@pytest.mark.parametrize("kind", ["object", "number", "lfs", "pathless", "sizeless"])
 def test_a_file_list_of_another_shape_is_the_endpoints_fault_in_one_line(hostile: HostileServer, run_hfget, kind):
     """hfget reads the tree's entries itself: an answer it cannot read is said to be the endpoint's, with exit 5
     and no traceback (not a bug of hfget's), and nothing is fetched."""

@@ -37,8 +37,7 @@ def _file(entry: dict[str, Any], repo: Repo, endpoint: str) -> RemoteFile:
     if not isinstance(path, str):
         raise _unreadable(endpoint, repo, f"a file without a path: {str(entry)[:80]!r}")
     if not isinstance(size, int) or isinstance(size, bool) or not isinstance(blob_id, str):
-        raise NetworkError(f"The listing of {repo} gives {path!r} no usable size or blob id.",
-                           hint="The endpoint may be broken: use another --mirror.")
+        raise _unreadable(endpoint, repo, f"{path!r} has no usable size or blob id")
     if lfs is not None and (not isinstance(lfs, dict) or not isinstance(lfs.get("oid"), str)):
         raise _unreadable(endpoint, repo, f"the LFS entry of {path!r} has no sha256")
     xet_hash = entry.get("xetHash")
