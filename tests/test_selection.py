@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,22 @@ def test_python_api_downloads_and_reports_events(hub: Hub, tmp_path: Path, hf_ho
     assert kinds[-1] == "DownloadFinished"
     assert kinds.count("FileDone") == 2
     assert sum(received) == sum(len(FILES[p]) for p in ("config.json", "onnx/config.json"))
+
+
+def test_a_run_of_small_files_starts_no_more_worker_threads_than_jobs(hub: Hub, tmp_path: Path, hf_home: Path):
+    # An idle worker wakes for every file finished: 32 threads for -j 2 cost a run more CPU, for nothing.
+    files = {f"configs/{i}.json": f'{{"n": {i}}}'.encode() for i in range(12)}
+    hub.create_repo("org/model", files)
+    workers: set[str] = set()
+
+    class Threads:
+        def handle(self, event):
+            workers.update(t.name for t in threading.enumerate() if t.name.startswith("hfget-worker-"))
+
+        def advance(self, path, nbytes):
+            pass
+
+    path = hfget.download("org/model", endpoint=hub.url, cache_dir=tmp_path / "cache", jobs=2, sink=Threads())
+
+    assert {name: (path / name).read_bytes() for name in files} == files
+    assert 1 <= len(workers) <= 2

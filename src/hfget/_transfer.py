@@ -114,14 +114,14 @@ class Transfers:
     def run(self, files: list[RemoteFile]) -> tuple[list[FileDownloadError], int]:
         """Fetch every file; return the per-file failures and the bytes received. Raises on fatal errors."""
         tasks = [self._task(file) for file in files]
-        workers = min(self.options.max_connections,
-                      sum(self.options.connections_per_file if t.large else 1 for t in tasks))
+        workers = self._workers(tasks)
         self.exchange = Exchange.start(self.options, self.mirrors, self.token, self.destination.resolve_url,
                                        self.sink)
         lock_path = self.destination.lock_path
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
         self.scheduler.add(tasks)
-        threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-{i}") for i in range(workers)]
+        threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-worker-{i}")
+                   for i in range(workers)]
         if workers > 1:
             _memory.limit_arenas()  # before the threads' first allocations (only in the CLI's process)
         for thread in threads:
@@ -130,6 +130,14 @@ class Transfers:
             return self._collect(len(tasks))
         finally:
             self._stop(threads)
+
+    def _workers(self, tasks: list[Task]) -> int:
+        """As many threads as can have work at once: the files in flight (`jobs`, the largest first), each with
+        its connections, within the run's connection budget. An idle worker only waits; more of them than the
+        files in flight allow would each wake for every file finished."""
+        per_file = self.options.connections_per_file
+        wanted = sorted((per_file if task.large else 1 for task in tasks), reverse=True)
+        return min(self.options.max_connections, sum(wanted[:self.options.files_in_flight]))
 
     def _task(self, file: RemoteFile) -> Task:
         return Task(file, self.destination.partial_path(file), self.options.splits(file.size))
