@@ -25,7 +25,17 @@ against the client on the same two cores; without it they use the test Hub alone
 
 Beside each scenario the bench prints its physical limit: the latency bound (requests / requests in flight x
 round trip), the disk's write speed for the bytes of the repo (measured here, page cache included, as hfget
-writes), the link cap (connections x the per-connection rate), or the interpreter's own start-up.
+writes), the link cap (connections x the per-connection rate), or the interpreter's own start-up. On a VM whose
+host takes idle memory back (this one reports free pages to its hypervisor: virtio free page reporting), the
+write speed is how fast the host hands pages back to the page cache: on this machine 1 GiB of buffered writes took
+3.5-4.7 s after a few idle seconds and 0.3 s right after another such write, and 1.2 s with O_DIRECT (dd), so the
+figure moves with what ran just before it.
+
+For `many` and the no-op re-runs the bench also times benchmarks/floor.py, alternating with the tools: the least
+a program on hfget's HTTP stack does for the scenario (the GETs from 64 threads, each body written, hashed, renamed
+into place and linked; or the one lookup of a re-run), with none of a downloader's other work. It is printed as
+"httpx2 floor" beside the ratio: a target below it is out of reach, on this machine, of a client on httpx2 in
+threads (httpx2's AsyncClient on one event loop measured slower for the same work).
 
 Runs of the tools alternate; each download goes to a fresh cache and every output file is checked against the
 source's sha256 before its time counts. The caches of `many` are deleted when the scenario ends, not between runs:
@@ -68,6 +78,7 @@ BIN = Path(sys.executable).parent
 IN_FLIGHT = 64  # requests in flight for the latency bound (issue #11)
 CONNECTIONS = 32  # hfget's default --max-connections, for the link cap
 ARIA2C = shutil.which("aria2c")
+FLOOR = Path(__file__).with_name("floor.py")
 
 
 @dataclass
@@ -170,6 +181,10 @@ def check_output(snapshot: Path, expected: dict[str, str]) -> None:
 
 
 def command(tool: str, repo: str, url: str, cache: Path) -> list[str]:
+    if tool == "floor-files":  # the files listed in the cache folder by one_run, and nothing else (see floor.py)
+        return [sys.executable, str(FLOOR), "files", url, repo, str(cache), str(cache / "paths.txt")]
+    if tool == "floor-lookup":  # the one request of a re-run, and nothing else
+        return [sys.executable, str(FLOOR), "lookup", url, repo]
     if tool == "hfget":
         return [str(BIN / "hfget"), repo, "--endpoint", url, "--cache-dir", str(cache), "-q"]
     if tool == "aria2c":
@@ -210,9 +225,14 @@ def aria2c_input(url: str, repo: str, folder: Path, expected: dict[str, str]) ->
 def one_run(tool: str, scenario: Scenario, url: str, work: Path, expected: dict[str, str], cache: Path) -> float:
     if tool == "aria2c":
         aria2c_input(url, scenario.repo, cache, expected)
+    elif tool == "floor-files":
+        cache.mkdir(parents=True)
+        (cache / "paths.txt").write_text("\n".join(expected))
     seconds, output = timed(command(tool, scenario.repo, url, cache), environment(url, work / f"home-{tool}"))
-    snapshot = cache if tool == "aria2c" else Path(output) if output else _snapshot(cache, scenario.repo)
-    check_output(snapshot, expected)
+    if tool != "floor-lookup":  # it writes nothing
+        snapshot = {"aria2c": cache, "floor-files": cache / "snapshots" / "main"}.get(tool) or (
+            Path(output) if output else _snapshot(cache, scenario.repo))
+        check_output(snapshot, expected)
     return seconds
 
 
@@ -263,13 +283,16 @@ def startup(runs: int) -> Result:
 
 def downloads(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict[str, str]], runs: int) -> Result:
     tools = ("hfget", "hf", "aria2c") if scenario.against == "aria2c" and ARIA2C else ("hfget", "hf")
-    times = run_download(scenario, hub, work, expected[scenario.repo], runs, tools)
+    least = {"many": "floor-files", "no-op": "floor-lookup", "no-op-14": "floor-lookup"}.get(scenario.name)
+    times = run_download(scenario, hub, work, expected[scenario.repo], runs, tools + ((least,) if least else ()))
     medians = {tool: statistics.median(t) for tool, t in times.items()}
     against = scenario.against if scenario.against in medians else None
     extra = f"hf {medians['hf']:.3f} s, hfget/hf {medians['hfget'] / medians['hf']:.2f}" if against == "aria2c" \
         else ("aria2c not installed (apt-get install aria2); hfget/hf "
               f"{medians['hfget'] / medians['hf']:.2f}" if scenario.against == "aria2c" else "")
     theirs = medians[against] if against else None
+    if least and theirs:
+        extra = f"httpx2 floor {medians[least]:.3f} s ({medians[least] / theirs:.2f} of {against})"
     return Result(medians["hfget"], theirs, limit(scenario, hub, work), medians["hfget"] / theirs if theirs else None,
                   extra)
 

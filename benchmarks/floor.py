@@ -1,0 +1,75 @@
+"""The least a program on hfget's HTTP stack takes for the bench's request-bound scenarios; bench.py prints it beside
+hfget's time, so a reader can see how much of a miss is hfget's and how much the stack's.
+
+    python benchmarks/floor.py files URL REPO FOLDER PATHS     # `many`: the files listed in PATHS, alone
+    python benchmarks/floor.py lookup URL REPO                 # `no-op`, `no-op-14`: the one request a re-run needs
+
+Each is run as a fresh process, as the tools are, so Python's start-up and the import of httpx2 are counted.
+`files` fetches each path with a GET from IN_FLIGHT threads, each with its own httpx2 client over one TLS context
+(as hfget's workers do), and does only what a verified download into the cache layout must: write the body to a
+partial file, hash it as it arrives (the git blob id the Hub lists for a small file), rename it into `blobs/` and
+link it from the snapshot. No revision lookup, no listing, no locks, no retries, no events, no checks: a floor,
+not a client. `lookup` imports httpx2 and asks for the revision, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import sys
+import threading
+from pathlib import Path
+
+import httpx2
+
+IN_FLIGHT = 64
+
+
+def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
+    blobs, snapshot = folder / "blobs", folder / "snapshots" / "main"
+    blobs.mkdir(parents=True)
+    for path in paths:
+        (snapshot / path).parent.mkdir(parents=True, exist_ok=True)
+    queue = iter(paths)
+    lock = threading.Lock()
+    context = ssl.create_default_context()
+
+    def worker() -> None:
+        with httpx2.Client(verify=context) as client:
+            while True:
+                with lock:
+                    path = next(queue, None)
+                if path is None:
+                    return
+                fetch(client, f"{url}/{repo}/resolve/main/{path}", blobs, snapshot / path)
+
+    threads = [threading.Thread(target=worker) for _ in range(min(IN_FLIGHT, len(paths)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def fetch(client: httpx2.Client, url: str, blobs: Path, link: Path) -> None:
+    partial = blobs / f"{link.name}.{threading.get_ident()}.incomplete"
+    with client.stream("GET", url) as response, open(partial, "wb", buffering=0) as out:
+        response.raise_for_status()
+        digest = hashlib.sha1(f"blob {response.headers['content-length']}\0".encode())
+        for chunk in response.iter_raw():
+            out.write(chunk)
+            digest.update(chunk)
+    blob = blobs / digest.hexdigest()
+    os.replace(partial, blob)
+    os.symlink(os.path.relpath(blob, link.parent), link)
+
+
+def lookup(url: str, repo: str) -> None:
+    httpx2.get(f"{url}/api/models/{repo}/revision/main").raise_for_status()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "files":
+        files(sys.argv[2], sys.argv[3], Path(sys.argv[4]), Path(sys.argv[5]).read_text().split())
+    else:
+        lookup(sys.argv[2], sys.argv[3])
