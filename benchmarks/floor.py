@@ -6,10 +6,11 @@ hfget's time, so a reader can see how much of a miss is hfget's and how much the
 
 Each is run as a fresh process, as the tools are, so Python's start-up and the import of httpx2 are counted.
 `files` fetches each path with a GET from IN_FLIGHT threads, each with its own httpx2 client over one TLS context
-(as hfget's workers do), and does only what a verified download into the cache layout must: write the body to a
-partial file, hash it as it arrives (the git blob id the Hub lists for a small file), rename it into `blobs/` and
-link it from the snapshot. No revision lookup, no listing, no locks, no retries, no events, no checks: a floor,
-not a client. `lookup` imports httpx2 and asks for the revision, nothing else.
+(as hfget's workers do; no CA store is loaded for an http:// URL), and does only what a verified download into the
+cache layout must: write the body to a partial file, hash it as it arrives (the git blob id the Hub lists for a
+small file), rename it into `blobs/` and link it from the snapshot. No revision lookup, no listing, no locks, no
+retries, no events, no checks: a floor, not a client. `lookup` imports httpx2 and asks for the revision, nothing
+else.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
         (snapshot / path).parent.mkdir(parents=True, exist_ok=True)
     queue = iter(paths)
     lock = threading.Lock()
-    context = ssl.create_default_context()
+    context = ssl.create_default_context() if url.startswith("https:") else False  # no CA store for http://
 
     def worker() -> None:
         with httpx2.Client(verify=context) as client:
@@ -65,7 +66,7 @@ def fetch(client: httpx2.Client, url: str, blobs: Path, link: Path) -> None:
 
 
 def lookup(url: str, repo: str) -> None:
-    httpx2.get(f"{url}/api/models/{repo}/revision/main").raise_for_status()
+    httpx2.get(f"{url}/api/models/{repo}/revision/main", verify=url.startswith("https:")).raise_for_status()
 
 
 if __name__ == "__main__":
