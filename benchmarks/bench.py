@@ -33,7 +33,8 @@ figure moves with what ran just before it.
 
 For `many` and the no-op re-runs the bench also times benchmarks/floor.py, alternating with the tools: the least
 a program on hfget's HTTP stack does for the scenario (the GETs from 64 threads, each body written, hashed, renamed
-into place and linked; or the one lookup of a re-run), with none of a downloader's other work. It is printed as
+into place and linked, without even the lookup and listing; or the one lookup of a re-run), with none of a
+downloader's other work. It is printed as
 "httpx2 floor" beside the ratio: a target below it is out of reach, on this machine, of a client on httpx2 in
 threads (httpx2's AsyncClient on one event loop measured slower for the same work).
 

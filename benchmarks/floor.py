@@ -5,12 +5,14 @@ hfget's time, so a reader can see how much of a miss is hfget's and how much the
     python benchmarks/floor.py lookup URL REPO                 # `no-op`, `no-op-14`: the one request a re-run needs
 
 Each is run as a fresh process, as the tools are, so Python's start-up and the import of httpx2 are counted.
-`files` fetches each path with a GET from IN_FLIGHT threads, each with its own httpx2 client over one TLS context
-(as hfget's workers do; no CA store is loaded for an http:// URL), and does only what a verified download into the
-cache layout must: write the body to a partial file, hash it as it arrives (the git blob id the Hub lists for a
-small file), rename it into `blobs/` and link it from the snapshot. No revision lookup, no listing, no locks, no
-retries, no events, no checks: a floor, not a client. `lookup` imports httpx2 and asks for the revision, nothing
-else.
+`files` fetches each path with a GET from IN_FLIGHT threads (the requests in flight of the bench's latency bound;
+hfget's default is 32, and more threads do not make it faster: it is CPU-bound), each with its own httpx2 client
+over one TLS context (as hfget's workers do; no CA store is loaded for an http:// URL), and does only what a
+verified download into the cache layout must: write the body to a partial file, hash it as it arrives (the git
+blob id the Hub lists for a small file), rename it into `blobs/` and link it from the snapshot. No revision
+lookup, no listing, no locks, no retries, no events, no checks: a floor, not a client (a client also needs the
+lookup and the listing: one or two round trips more). `lookup` imports httpx2 and asks for the revision's commit
+(`expand=sha`), nothing else.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
     lock = threading.Lock()
     context = ssl.create_default_context() if url.startswith("https:") else False  # no CA store for http://
 
+    failures: list[Exception] = []
+
     def worker() -> None:
         with httpx2.Client(verify=context) as client:
             while True:
@@ -43,13 +47,18 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
                     path = next(queue, None)
                 if path is None:
                     return
-                fetch(client, f"{url}/{repo}/resolve/main/{path}", blobs, snapshot / path)
+                try:
+                    fetch(client, f"{url}/{repo}/resolve/main/{path}", blobs, snapshot / path)
+                except Exception as error:  # reported once all threads are done: the bench must not time a failure
+                    failures.append(error)
 
     threads = [threading.Thread(target=worker) for _ in range(min(IN_FLIGHT, len(paths)))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise SystemExit(f"floor: {len(failures)} fetches failed, the first: {failures[0]!r}")
 
 
 def fetch(client: httpx2.Client, url: str, blobs: Path, link: Path) -> None:
@@ -66,7 +75,9 @@ def fetch(client: httpx2.Client, url: str, blobs: Path, link: Path) -> None:
 
 
 def lookup(url: str, repo: str) -> None:
-    httpx2.get(f"{url}/api/models/{repo}/revision/main", verify=url.startswith("https:")).raise_for_status()
+    answer = httpx2.get(f"{url}/api/models/{repo}/revision/main", params={"expand": "sha"},
+                        verify=url.startswith("https:"))
+    answer.raise_for_status()
 
 
 if __name__ == "__main__":
