@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import hfget
 from hub import Fault, Hub
 from waiting import finish, wait_until
 
@@ -213,3 +214,27 @@ def test_a_second_run_in_the_same_process_resumes_the_partial_the_first_one_left
     path = hfget.download("org/model", endpoint=hub.url, cache_dir=cache)
     assert (path / "weights.bin").read_bytes() == data
     assert [g.range for g in hub.requests(origin="cdn", method="GET")] == [f"bytes={kept}-"]
+
+
+def test_a_partial_parked_after_the_run_looked_is_removed_once_the_file_is_published(hub: Hub, tmp_path: Path):
+    """Another process parks a partial of a large file after this run listed the partials (its listing is kept a
+    few seconds): this run fetches the file itself, and then removes that partial, which no run would ever take
+    over now that the blob is there (it stayed in blobs/ for good)."""
+    big = os.urandom(12 << 20)
+    hub.create_repo("org/model", {"model.safetensors": big, "config.json": b"{}"})
+    cache = tmp_path / "cache"
+    parked = cache / "models--org--model" / "blobs" / f"{hashlib.sha256(big).hexdigest()}.hfget.incomplete"
+
+    class ParkOnStart:  # the other process's park, the moment this run starts the file
+        def handle(self, event):
+            if isinstance(event, hfget.FileStarted) and event.path == "model.safetensors":
+                parked.write_bytes(big[: 1 << 20])
+
+        def advance(self, path, nbytes):
+            pass
+
+    snapshot = hfget.download("org/model", endpoint=hub.url, cache_dir=cache, sink=ParkOnStart())
+
+    assert (snapshot / "model.safetensors").read_bytes() == big
+    assert not parked.exists()
+    assert [p.name for p in parked.parent.iterdir() if "incomplete" in p.name or p.suffix == ".ranges"] == []

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _large, _memory, _ownership, _small
+from . import _large, _memory, _ownership, _resume, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
 from ._events import FileRetried, Sink
@@ -251,15 +251,19 @@ class Transfers:
             self.locks.unlock(key)
 
     def release(self, task: Task) -> None:
-        """Park an unpublished partial for the next run and let other processes have the blob."""
+        """Park an unpublished partial for the next run and let other processes have the blob. A large file just
+        published can have a partial parked that this run did not see (another process parked it after the
+        listing of partials was taken): it would never be taken over now, so it goes, while the blob is ours."""
         with task.lock:
             if task.journal is not None:
                 task.journal.close()
-        if task.partial is not None and task.state is not State.PUBLISHED:
-            try:
+        try:
+            if task.partial is not None and task.state is not State.PUBLISHED:
                 _ownership.park(task.partial, task.parked)
-            except OSError:
-                pass
+            elif task.state is State.PUBLISHED and task.large:
+                _resume.discard(task.parked)
+        except OSError:
+            pass
         self._unlock(task)
 
     def save_state(self, task: Task) -> None:
