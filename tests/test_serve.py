@@ -378,33 +378,6 @@ def test_a_commit_that_the_first_upstream_mirror_lacks_is_listed_from_the_next(h
         behind.stop()
 
 
-def test_mirrors_found_serving_a_commit_are_not_asked_again_for_each_large_file(hub: Hub, tmp_path: Path):
-    """serve with two upstream mirrors of one repo: the branch's lookup found the commit on both, so the fetch of
-    each large file of it spreads over both without asking the second mirror for the commit again (it was asked
-    once per large file); the files are whole."""
-    big = {"weights/a.bin": os.urandom(9 << 20), "weights/b.bin": os.urandom(9 << 20)}
-    commit = hub.create_repo("org/model", {"config.json": b"{}", **big})
-    second = Hub(tmp_path / "second").start()
-    try:
-        second.mirror_of(hub, "org/model")
-        hub.rate = second.rate = 6 << 20  # capped streams: each file takes more connections, over both mirrors
-        server = start_serve(tmp_path / "serve-cache", "-m", hub.url, "-m", second.url)
-        try:
-            response, body = _request(server.url, "GET", "/api/models/org/model/revision/main")
-            assert response.status == 200 and json.loads(body)["sha"] == commit
-            for path, content in big.items():
-                response, body = _request(server.url, "GET", f"/org/model/resolve/{commit}/{path}")
-                assert response.status == 200 and body == content, path
-        finally:
-            server.stop()
-        second.wait_idle()
-        assert second.requests(contains="/revision/main")  # the branch was looked up on both mirrors
-        assert second.requests(contains=f"/revision/{commit}") == []
-        assert second.file_gets()  # ranges of the files came from the second mirror too
-    finally:
-        second.stop()
-
-
 def test_a_fetch_that_fails_mid_stream_cuts_the_response_with_one_log_line(hub: Hub, serve):
     """Upstream keeps sending wrong bytes: the client's response is cut before its last byte (so it retries
     rather than keep a bad file), and the operator's log says so in one line, without a traceback."""

@@ -74,9 +74,6 @@ class Target:
     token: str | None = field(repr=False)
     store: Store
     offline: bool
-    # mirrors already known to serve the revision (a commit): ranges of large files may go to them from the start,
-    # and they are not asked again (`hfget serve` remembers them from one fetch of a commit to the next)
-    confirmed: tuple[str, ...] = ()
 
     @property
     def revision(self) -> str:
@@ -158,8 +155,6 @@ class Download:
         self.sink = sink
         self.on_written = on_written
         self.mirrors = Mirrors(target.endpoints, on_switch=self._switched)
-        for endpoint in target.confirmed:
-            self.mirrors.confirm(endpoint)
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
                                  deadline=options.metadata_deadline)
@@ -208,20 +203,17 @@ class Download:
         that answers with the commit takes ranges from then on (Mirrors.confirm, _spread.py), as for a branch, and
         each that says it does not have it (a 404, or another commit) is left out of fail-over too (Mirrors.exclude).
         Nothing waits for these answers (a mirror behind a firewall that drops packets would hold the run up to its
-        timeouts), nothing is retried, and a mirror that cannot answer stays for fail-over only, as before. A mirror
-        the target already knows serves the commit (`Target.confirmed`) is not asked. The threads are daemons and
-        send no event (a run that ends first is not kept waiting, nor its sink called after it ended). A pinned
-        commit's listing and small files cost no lookup; a commit all in the cache asks nothing."""
+        timeouts), nothing is retried, and a mirror that cannot answer stays for fail-over only, as before. The
+        threads are daemons and send no event (a run that ends first is not kept waiting, nor its sink called after
+        it ended). A pinned commit's listing and small files cost no lookup; a commit all in the cache asks nothing."""
         if len(self.mirrors.remaining) < 2 or self.target.offline:
             return
         wait = min(self.metadata.timeout, CONFIRM_WAIT)
         lookups = Metadata(self.mirrors, self.target.token, policy=RetryPolicy(0), sink=NullSink(), timeout=wait,
                            network=self.metadata.network, deadline=wait)
-        known = self.mirrors.serving
         for endpoint in self.mirrors.remaining[1:]:
-            if endpoint not in known:
-                threading.Thread(target=self._confirm, args=(lookups, endpoint, commit), daemon=True,
-                                 name="hfget-mirror-lookup").start()
+            threading.Thread(target=self._confirm, args=(lookups, endpoint, commit), daemon=True,
+                             name="hfget-mirror-lookup").start()
 
     def _confirm(self, lookups: Metadata, endpoint: str, commit: str) -> None:
         try:

@@ -133,10 +133,8 @@ class Fetcher:
 
         file = partial.file
         try:
-            download = Download(self.source.target(repo, commit, (file.path,)), self.source.options, _Sink(self),
-                                on_written=partial.written)
-            download.run()
-            self.source.fetched(repo, commit, download)
+            target = self.source.target(repo, commit, (file.path,))
+            Download(target, self.source.options, _Sink(self), on_written=partial.written).run()
         except HfgetError as error:
             partial.finish(None, error.message)
         except Exception as error:  # a bug of ours: the client gets a broken stream, the log the traceback

@@ -8,9 +8,7 @@
                            so a listing is kept in memory.
     target(repo, rev, ...) what a fetch of files asks upstream: hfget's mirrors, led by the one that answered for
                            that commit (its listing, or the lookup that gave it), so that a first mirror a commit
-                           behind is not asked again, and answers 404, for every file of it; and those found
-                           serving the commit (a branch's lookup on every mirror, an earlier fetch's confirmation)
-                           confirmed, so each large file spreads its ranges over them without asking them again.
+                           behind is not asked again, and answers 404, for every file of it.
     blob(repo, commit, f)  the file's verified content in the cache, if there: `blobs/<etag>`, or the snapshot's
                            own copy where the cache has no symlinks; never a path whose real location is outside
                            the repo's folder.
@@ -92,7 +90,6 @@ class Source:
         self._listings: dict[tuple[Repo, str], Listing] = {}
         self._dates: dict[tuple[Repo, str], str] = {}  # (repo, commit) -> the date upstream gave the commit
         self._served: dict[tuple[Repo, str], str] = {}  # (repo, commit) -> the mirror that answered for it
-        self._serving: dict[tuple[Repo, str], frozenset[str]] = {}  # (repo, commit) -> mirrors found serving it
         self._down_until = 0.0
 
     # -- what the server asks ----------------------------------------------------------------------------------
@@ -106,21 +103,12 @@ class Source:
         return CacheStore(self.cache_dir, repo)
 
     def target(self, repo: Repo, revision: str, files: tuple[str, ...] = ()) -> Target:
-        """What a Download of `revision` needs; for a commit upstream answered for, the mirror that answered first,
-        and the mirrors found serving it confirmed (a large file's ranges go to them without asking them again)."""
         target = resolve_target(str(repo), files, self.options, Wanted(revision=revision))
         with self._lock:
             served = self._served.get((repo, revision))
-            serving = self._serving.get((repo, revision), frozenset())
-        confirmed = tuple(e for e in target.endpoints if e in serving)
         if served is None or served not in target.endpoints:
-            return dataclasses.replace(target, confirmed=confirmed)
-        endpoints = (served, *(e for e in target.endpoints if e != served))
-        return dataclasses.replace(target, endpoints=endpoints, confirmed=confirmed)
-
-    def fetched(self, repo: Repo, commit: str, download: Download) -> None:
-        """A Download of the commit ran: remember the mirrors it found serving the commit, for the next fetches."""
-        self._serving_found(repo, commit, download.mirrors.serving)
+            return target
+        return dataclasses.replace(target, endpoints=(served, *(e for e in target.endpoints if e != served)))
 
     def commit(self, repo: Repo, revision: str, trace: Trace) -> str:
         if is_commit(revision):
@@ -138,7 +126,6 @@ class Source:
             else:
                 self._remember(repo, revision, commit, download.metadata.dates.get(commit))
                 self._served_by(repo, commit, download.mirrors.current)
-                self._serving_found(repo, commit, download.mirrors.serving)
                 return commit
         cached = self.store(repo).cached_commit(revision)
         if cached is None or not is_commit(cached):
@@ -211,7 +198,6 @@ class Source:
         download = Download(self.target(repo, commit), self._lookups, NullSink())
         files = download.metadata.list_files(repo, commit)
         self._served_by(repo, commit, download.mirrors.current)
-        self._serving_found(repo, commit, (download.mirrors.current,))
         store = download.target.store
         try:
             store.prepare()
@@ -238,10 +224,6 @@ class Source:
     def _served_by(self, repo: Repo, commit: str, endpoint: str) -> None:
         with self._lock:
             self._served[(repo, commit)] = endpoint
-
-    def _serving_found(self, repo: Repo, commit: str, endpoints: tuple[str, ...]) -> None:
-        with self._lock:
-            self._serving[(repo, commit)] = self._serving.get((repo, commit), frozenset()) | set(endpoints)
 
     def _not_cached(self, repo: Repo, message: str) -> HubError:
         if not self.store(repo).storage.is_dir():
