@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import hfget
+from hfget import _resume
 from hub import Fault, Hub
 from waiting import finish, wait_until
 
@@ -229,6 +230,7 @@ def test_a_partial_parked_after_the_run_looked_is_removed_once_the_file_is_publi
         def handle(self, event):
             if isinstance(event, hfget.FileStarted) and event.path == "model.safetensors":
                 parked.write_bytes(big[: 1 << 20])
+                _resume.state_path(parked).write_text("")  # its journal, beside it
 
         def advance(self, path, nbytes):
             pass
@@ -236,5 +238,5 @@ def test_a_partial_parked_after_the_run_looked_is_removed_once_the_file_is_publi
     snapshot = hfget.download("org/model", endpoint=hub.url, cache_dir=cache, sink=ParkOnStart())
 
     assert (snapshot / "model.safetensors").read_bytes() == big
-    assert not parked.exists()
+    assert not parked.exists() and not _resume.state_path(parked).exists()
     assert [p.name for p in parked.parent.iterdir() if "incomplete" in p.name or p.suffix == ".ranges"] == []

@@ -251,16 +251,17 @@ class Transfers:
             self.locks.unlock(key)
 
     def release(self, task: Task) -> None:
-        """Park an unpublished partial for the next run and let other processes have the blob. A large file just
-        published can have a partial parked that this run did not see (another process parked it after the
-        listing of partials was taken): it would never be taken over now, so it goes, while the blob is ours."""
+        """Park an unpublished partial for the next run and let other processes have the blob. A large file this
+        run published can have a partial parked that it did not see (another process parked it after the listing
+        of partials was taken): no run would take it over now, so it goes, before the blob's lock is let go (with
+        locks that do nothing, a run taking it over meanwhile loses at most work: what it resumes is verified)."""
         with task.lock:
             if task.journal is not None:
                 task.journal.close()
         try:
             if task.partial is not None and task.state is not State.PUBLISHED:
                 _ownership.park(task.partial, task.parked)
-            elif task.state is State.PUBLISHED and task.large:
+            elif task.partial is not None and task.large:  # published by this run (not found done meanwhile)
                 _resume.discard(task.parked)
         except OSError:
             pass
