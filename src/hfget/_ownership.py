@@ -10,7 +10,9 @@ Two mechanisms, for two jobs:
   renames it to `<...>.hfget-<host>-<pid>-<random>.incomplete`. A rename is atomic, so of several processes
   exactly one gets it and no two ever write one file. A run that stops parks its partial again; one that is
   killed leaves its own name behind, which a later run adopts once that process is gone (same host, dead pid)
-  or the file has not changed for an hour. The resume sidecar (_resume.py) moves with its partial.
+  or the file has not changed for an hour. The resume sidecar (_resume.py) moves with its partial. A run that
+  publishes a file drops what is parked for it (`drop_parked`): a partial parked after the run's listing of
+  partials was taken would otherwise never be taken over, the blob being there.
 """
 
 from __future__ import annotations
@@ -243,6 +245,14 @@ def park(owned: Path, parked: Path) -> None:
         _park(owned, parked)
     finally:
         forget_listing(parked.parent)
+
+
+def drop_parked(parked: Path) -> None:
+    """The file is published: a partial parked for it meanwhile (by another process, after this one listed the
+    partials) goes, with its sidecar. Called while the blob's lock is held; with locks that do nothing, a run
+    taking that partial over at the same moment loses at most work (what it resumes is verified). The folder's
+    listing of partials is left as it is: a claim that finds the name gone makes a name of its own."""
+    _resume.discard(parked)
 
 
 def _park(owned: Path, parked: Path) -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import _large, _memory, _ownership, _resume, _small
+from . import _large, _memory, _ownership, _small
 from ._diskio import storage_error
 from ._errors import FileDownloadError
 from ._events import FileRetried, Sink
@@ -251,10 +251,8 @@ class Transfers:
             self.locks.unlock(key)
 
     def release(self, task: Task) -> None:
-        """Park an unpublished partial for the next run and let other processes have the blob. A large file this
-        run published can have a partial parked that it did not see (another process parked it after the listing
-        of partials was taken): no run would take it over now, so it goes, before the blob's lock is let go (with
-        locks that do nothing, a run taking it over meanwhile loses at most work: what it resumes is verified)."""
+        """Park an unpublished partial for the next run and let other processes have the blob; for a large file this
+        run published, drop what another process parked for it meanwhile (_ownership.drop_parked), lock held."""
         with task.lock:
             if task.journal is not None:
                 task.journal.close()
@@ -262,7 +260,7 @@ class Transfers:
             if task.partial is not None and task.state is not State.PUBLISHED:
                 _ownership.park(task.partial, task.parked)
             elif task.partial is not None and task.large:  # published by this run (not found done meanwhile)
-                _resume.discard(task.parked)
+                _ownership.drop_parked(task.parked)
         except OSError:
             pass
         self._unlock(task)
