@@ -34,9 +34,9 @@ figure moves with what ran just before it.
 For `many` and the no-op re-runs the bench also times benchmarks/floor.py, alternating with the tools: the least
 a program on hfget's HTTP stack does for the scenario (the GETs from 64 threads, each body written, hashed, renamed
 into place and linked, without even the lookup and listing; or the one lookup of a re-run), with none of a
-downloader's other work. It is printed as
-"httpx2 floor" beside the ratio: a target below it is out of reach, on this machine, of a client on httpx2 in
-threads (httpx2's AsyncClient on one event loop measured slower for the same work).
+downloader's other work. It is printed as "httpx2 floor" beside the ratio: a target below it is out of reach, on
+this machine, of a client on httpx2 in threads (httpx2's AsyncClient on one event loop measured slower for the
+same work).
 
 Runs of the tools alternate; each download goes to a fresh cache and every output file is checked against the
 source's sha256 before its time counts. The caches of `many` are deleted when the scenario ends, not between runs:
@@ -230,10 +230,12 @@ def one_run(tool: str, scenario: Scenario, url: str, work: Path, expected: dict[
         cache.mkdir(parents=True)
         (cache / "paths.txt").write_text("\n".join(expected))
     seconds, output = timed(command(tool, scenario.repo, url, cache), environment(url, work / f"home-{tool}"))
-    if tool != "floor-lookup":  # it writes nothing
-        snapshot = {"aria2c": cache, "floor-files": cache / "snapshots" / "main"}.get(tool) or (
-            Path(output) if output else _snapshot(cache, scenario.repo))
-        check_output(snapshot, expected)
+    if tool == "aria2c":
+        check_output(cache, expected)
+    elif tool == "floor-files":
+        check_output(cache / "snapshots" / "main", expected)
+    elif tool != "floor-lookup":  # the lookup writes nothing
+        check_output(Path(output) if output else _snapshot(cache, scenario.repo), expected)
     return seconds
 
 
@@ -288,12 +290,14 @@ def downloads(scenario: Scenario, hub: Hub, work: Path, expected: dict[str, dict
     times = run_download(scenario, hub, work, expected[scenario.repo], runs, tools + ((least,) if least else ()))
     medians = {tool: statistics.median(t) for tool, t in times.items()}
     against = scenario.against if scenario.against in medians else None
-    extra = f"hf {medians['hf']:.3f} s, hfget/hf {medians['hfget'] / medians['hf']:.2f}" if against == "aria2c" \
-        else ("aria2c not installed (apt-get install aria2); hfget/hf "
-              f"{medians['hfget'] / medians['hf']:.2f}" if scenario.against == "aria2c" else "")
     theirs = medians[against] if against else None
+    versus_hf = f"hfget/hf {medians['hfget'] / medians['hf']:.2f}"
     if least and theirs:
         extra = f"httpx2 floor {medians[least]:.3f} s ({medians[least] / theirs:.2f} of {against})"
+    elif against == "aria2c":
+        extra = f"hf {medians['hf']:.3f} s, {versus_hf}"
+    else:
+        extra = f"aria2c not installed (apt-get install aria2); {versus_hf}" if scenario.against == "aria2c" else ""
     return Result(medians["hfget"], theirs, limit(scenario, hub, work), medians["hfget"] / theirs if theirs else None,
                   extra)
 
