@@ -5,8 +5,10 @@ hfget's time, so a reader can see how much of a miss is hfget's and how much the
     python benchmarks/floor.py lookup URL REPO                 # `no-op`, `no-op-14`: the one request a re-run needs
 
 Each is run as a fresh process, as the tools are, so Python's start-up and the import of httpx2 are counted.
-`files` fetches each path with a GET from IN_FLIGHT threads (the requests in flight of the bench's latency bound;
-hfget's default is 32, and more threads do not make it faster: it is CPU-bound), each with its own httpx2 client
+`files` fetches each path with a GET from IN_FLIGHT threads in all (the requests in flight of the bench's latency
+bound, and hfget's default `--jobs`), split over one forked process per CPU, at most two (a process is CPU-bound
+on the GIL with thousands of small files; hfget hands half of them to a helper process the same way, though a
+helper of its own starts a fresh interpreter, where this fork costs nothing), each thread with its own httpx2 client
 over one TLS context (as hfget's workers do; no CA store is loaded for an http:// URL), and does only what a
 verified download into the cache layout must: write the body to a partial file, hash it as it arrives (the git
 blob id the Hub lists for a small file), rename it into `blobs/` and link it from the snapshot. No revision
@@ -34,6 +36,26 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
     blobs.mkdir(parents=True)
     for path in paths:
         (snapshot / path).parent.mkdir(parents=True, exist_ok=True)
+    processes = min(2, os.cpu_count() or 1)
+    children = []
+    for index in range(1, processes):
+        child = os.fork()
+        if child == 0:  # before any thread: the fork is safe
+            code = 0
+            try:
+                share(url, repo, blobs, snapshot, paths[index::processes], IN_FLIGHT // processes)
+            except SystemExit as failed:
+                print(failed, file=sys.stderr)
+                code = 1
+            os._exit(code)
+        children.append(child)
+    share(url, repo, blobs, snapshot, paths[::processes], IN_FLIGHT // processes)
+    if any(os.waitpid(child, 0)[1] for child in children):
+        raise SystemExit("floor: a process failed")
+
+
+def share(url: str, repo: str, blobs: Path, snapshot: Path, paths: list[str], threads_count: int) -> None:
+    """Fetch `paths` from `threads_count` threads."""
     queue = iter(paths)
     lock = threading.Lock()
     context = ssl.create_default_context() if url.startswith("https:") else False  # no CA store for http://
@@ -52,7 +74,7 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
                 except Exception as error:  # reported once all threads are done: the bench must not time a failure
                     failures.append(error)
 
-    threads = [threading.Thread(target=worker) for _ in range(min(IN_FLIGHT, len(paths)))]
+    threads = [threading.Thread(target=worker) for _ in range(min(threads_count, len(paths)))]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -155,6 +155,7 @@ class Served:
     peer: tuple[str, int] = ("", 0)  # the client's address and port (a proxy's, when one forwards the request)
     headers: dict = field(default_factory=dict)  # the request's headers, names in lower case
     query: dict = field(default_factory=dict)  # the query's parameters, each name with its list of values
+    pid: int | None = None  # the client process, when `Hub.peer_pids` is set (Linux)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -212,6 +213,8 @@ class Hub:
         self.stalling = 0  # bodies held in a stall right now
         self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
         self._stopped = False
+        self.peer_pids = False  # log which local process sent each request (Linux /proc; see `peer_pid`)
+        self._pids: dict[int, int | None] = {}  # client port -> process
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -361,6 +364,30 @@ class Hub:
         with self._lock:
             return self._active
 
+    def peer_pid(self, port: int) -> int | None:
+        """The local process whose TCP socket has `port` (asked while its connection is open, so it is there)."""
+        with self._lock:
+            if port in self._pids:
+                return self._pids[port]
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as rows:
+                for row in list(rows)[1:]:
+                    fields = row.split()
+                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{fields[9]}]")
+        found = None
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            try:
+                if os.readlink(fd) in inodes:
+                    found = int(fd.parts[2])
+                    break
+            except OSError:
+                continue
+        with self._lock:
+            self._pids[port] = found
+        return found
+
     def wait_idle(self, timeout: float = 30) -> None:
         """Wait until no request is being served (e.g. the one a killed client left behind). The deadline is a
         safety net: a request still being served by then fails the test, rather than leaving the log short."""
@@ -500,6 +527,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
         hub = self.server.hub
+        pid = hub.peer_pid(int(self.client_address[1])) if hub.peer_pids else None
         with hub._lock:
             hub._active += 1
             hub._open[self.server.origin] = hub._open.get(self.server.origin, 0) + 1
@@ -551,6 +579,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 peer=(str(self.client_address[0]), int(self.client_address[1])),
                 headers={name.lower(): value for name, value in self.headers.items()},
                 query=self.query,
+                pid=pid,
             )
             with hub._lock:  # logged before it stops counting as active: wait_idle() then sees its entry
                 hub.log.append(served)

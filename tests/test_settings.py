@@ -23,7 +23,7 @@ def test_flags_beat_environment_beat_config_file(config_file: Path, monkeypatch:
     monkeypatch.setenv("HFGET_CONNECTIONS", "5")
     assert Options.build({}).connections == 5
     assert Options.build({"connections": 2}).connections == 2
-    assert Options.build({}).retries == 7 and Options.build({}).jobs == 32
+    assert Options.build({}).retries == 7 and Options.build({}).jobs == Options.jobs
     assert Options.build({}).mirror == ("mirror-from-file.example",)
     monkeypatch.setenv("HFGET_MIRROR", "a.example, b.example")
     assert Options.build({}).mirror == ("a.example", "b.example")

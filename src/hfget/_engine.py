@@ -58,6 +58,7 @@ from ._retry import RetryPolicy
 from ._select import DEFAULT, Selection, Wanted, select
 
 if TYPE_CHECKING:
+    from . import _fanout
     from ._options import Options
     from ._transfer import OnWritten
 
@@ -305,20 +306,47 @@ class Download:
             _check_space(output, missing_bytes, free)
 
     def _fetch(self, plan: Plan) -> tuple[list[FileDownloadError], int]:
-        """Fetch the plan's files (see _transfer.py); publish each as soon as it is verified."""
+        """Fetch the plan's files; with many small files, half of them in a helper process (_fanout.py)."""
+        from . import _fanout
+
+        helped = _fanout.share(plan.to_fetch, plan.followers, self.options, hooked=self.on_written is not None)
+        if not helped:
+            return self.transfer(plan.commit, plan.to_fetch, plan.followers)
+        own, theirs = _fanout.split(self.options)
+        helper = _fanout.Helper.start(self.target, plan.commit, list(self.mirrors.remaining), theirs, helped,
+                                      self.sink)
+        try:
+            kept = set(map(id, helped))
+            failures, received = self.transfer(plan.commit, [f for f in plan.to_fetch if id(f) not in kept],
+                                               plan.followers, own, on_start=helper)
+            more, extra, left = helper.finish()
+            if left:  # the helper could not start, or died: this process fetches what it did not report
+                failures_left, received_left = self.transfer(plan.commit, left, {})
+                more, extra = more + failures_left, extra + received_left
+            return failures + more, received + extra
+        finally:
+            helper.stop()
+
+    def transfer(self, commit: str, files: list[RemoteFile], followers: dict[str, list[RemoteFile]],
+                 options: Options | None = None, *, on_start: _fanout.Helper | None = None,
+                 ) -> tuple[list[FileDownloadError], int]:
+        """Fetch `files` (see _transfer.py); publish each as soon as it is verified, then the files `followers`
+        lists after it. `on_start`, a helper process, stops these transfers if it meets an error that ends a run."""
         from ._transfer import Destination, Transfers
 
-        store, commit, repo = self.target.store, plan.commit, self.target.repo
-        publisher = _Publisher(store, commit, plan.followers, self.sink)
+        store, repo = self.target.store, self.target.repo
+        publisher = _Publisher(store, commit, followers, self.sink)
         destination = Destination(
             partial_path=store.partial_path,
             resolve_url=lambda f, endpoint: resolve_url(endpoint, repo, commit, f.path),
             on_verified=publisher.publish, already_done=publisher.already_done, lock_path=store.lock_file(),
             on_written=self.on_written,
         )
-        transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink, options=self.options,
-                              destination=destination)
-        failures, received = transfers.run(plan.to_fetch)
+        transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink,
+                              options=self.options if options is None else options, destination=destination)
+        if on_start is not None:
+            on_start.on_fatal = transfers.abort
+        failures, received = transfers.run(files)
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))
         return failures, received

@@ -92,8 +92,8 @@ class Options:
 
     # settings: also read from HFGET_* and the config file
     mirror: tuple[str, ...] = ()
-    jobs: int = 32  # files in flight at once
-    max_connections: int = 32  # connections for the whole run
+    jobs: int = 64  # files in flight at once
+    max_connections: int = 64  # connections for the whole run
     connections: int = 8  # connections for one large file
     limit_rate: float | None = None
     retries: int = 5  # transient failures in a row per file

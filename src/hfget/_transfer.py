@@ -108,6 +108,7 @@ class Transfers:
         self._expected = 0
         self._outcomes_lock = threading.Lock()
         self._all_in = threading.Event()
+        self._aborted: BaseException | None = None  # an error from outside that ends the run (abort)
 
     # -- the run -----------------------------------------------------------------------------------------------
 
@@ -149,6 +150,8 @@ class Transfers:
                 self._all_in.set()
         while not self._all_in.wait(0.2):  # short waits, so Ctrl-C reaches the main thread promptly
             pass
+        if self._aborted is not None:
+            raise self._aborted
         failures: list[FileDownloadError] = []
         received = 0
         with self._outcomes_lock:
@@ -161,6 +164,11 @@ class Transfers:
             else:
                 received += outcome
         return failures, received
+
+    def abort(self, error: BaseException) -> None:
+        """End the run with `error` (raised by `run`), as a fatal error of a worker would (any thread may call it)."""
+        self._aborted = error
+        self._all_in.set()
 
     def _stop(self, threads: list[threading.Thread]) -> None:
         self.cancel.set()

@@ -186,9 +186,9 @@ def _root(
 def download(
     selection: Selection,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", metavar="N", show_default=False,
-                                                help="Files in flight at once [default: 32].")] = None,
+                                                help="Files in flight at once [default: 64].")] = None,
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", show_default=False,
-                                                           help="Connections for the whole run [default: 32].")] = None,
+                                                           help="Connections for the whole run [default: 64].")] = None,
     connections: Annotated[Optional[int], typer.Option("--connections", "-c", metavar="N", show_default=False,
                                                        help="Connections for one large file [default: 8].")] = None,
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",

@@ -1,0 +1,148 @@
+"""Many small files over two processes (_fanout.py): the same files, bytes and events as one process, from two
+processes' connections; a helper lost mid-way costs no file, and none outlives its run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import hfget
+from hfget._fanout import FANOUT_MIN
+from hub import Hub
+from waiting import finish, wait_until
+
+pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists() or (os.cpu_count() or 1) < 2,
+                                reason="a helper runs on a machine with more than one CPU; pids are read in /proc")
+
+
+def _repo(hub: Hub, count: int = FANOUT_MIN + 44) -> dict[str, bytes]:
+    files = {f"shards/{i % 7}/part-{i:04d}.json": os.urandom(200 + i) for i in range(count)}
+    files["model.safetensors"] = os.urandom(3 << 20)  # a large file stays with the main process
+    hub.create_repo("org/many", files)
+    hub.peer_pids = True
+    hub.page_size = 1000  # one page of listing: the latency some tests add is for the files
+    return files
+
+
+def _start(hub: Hub, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hfget", "org/many", "--endpoint", hub.url, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def _check(snapshot: Path, files: dict[str, bytes]) -> None:
+    for path, content in files.items():
+        assert (snapshot / path).read_bytes() == content, path
+
+
+def _body_pids(hub: Hub) -> Counter:
+    hub.wait_idle()
+    return Counter(s.pid for s in hub.requests(method="GET", contains="/resolve/"))
+
+
+def test_many_small_files_come_from_two_processes_with_one_event_each(hub: Hub, hf_home: Path):
+    files = _repo(hub)
+
+    proc = _start(hub, "--json")
+    stdout, stderr = finish(proc, "hfget fetching many small files")
+
+    assert proc.returncode == 0, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    summary = events[-1]
+    _check(Path(summary["path"]), files)
+    assert summary["files_fetched"] == len(files) and summary["failed"] == 0
+    assert summary["bytes_fetched"] == sum(len(b) for b in files.values())
+    assert Counter(e["path"] for e in events if e["event"] == "file_done") == Counter(list(files))
+    pids = _body_pids(hub)
+    assert None not in pids and len(pids) == 2, pids
+    helper = min(pids, key=lambda pid: pids[pid])
+    assert proc.pid in pids and helper != proc.pid
+    assert pids[helper] >= FANOUT_MIN // 3  # a real share of the small files, not a stray request
+    # each file was asked for once: no file fetched by both processes
+    assert set(Counter(s.path for s in hub.requests(method="GET", contains="/part-")).values()) == {1}
+
+
+def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Path):
+    files = _repo(hub)
+
+    snapshot = hfget.download("org/many", endpoint=hub.url, cache_dir=tmp_path / "cache")
+
+    _check(snapshot, files)
+    assert set(_body_pids(hub)) == {os.getpid()}
+
+
+def test_a_helper_killed_midway_costs_no_file(hub: Hub, hf_home: Path):
+    files = _repo(hub, count=FANOUT_MIN * 2)
+    hub.latency = 0.02  # long enough a run to kill its helper in the middle
+    proc = _start(hub, "-q")
+
+    def helper_at_work() -> int | None:
+        with hub._lock:
+            counts = Counter(s.pid for s in hub.log if s.pid not in (None, proc.pid) and "/part-" in s.path)
+        return next((pid for pid, n in counts.items() if n >= 20), None)
+
+    wait_until(helper_at_work, "the helper's first 20 files")
+    helper = helper_at_work()
+    assert helper is not None
+    os.kill(helper, signal.SIGKILL)
+    stdout, stderr = finish(proc, "hfget after its helper was killed")
+
+    assert proc.returncode == 0, stderr
+    _check(Path(stdout.strip()), files)
+
+
+def test_stopping_the_run_stops_its_helper(hub: Hub, hf_home: Path):
+    files = _repo(hub, count=FANOUT_MIN * 2)
+    hub.latency = 0.2  # the helper has seconds of work left when hfget is stopped
+    proc = _start(hub, "-q")
+
+    def helper_at_work() -> int | None:
+        with hub._lock:
+            return next((s.pid for s in hub.log if s.pid not in (None, proc.pid) and "/part-" in s.path), None)
+
+    wait_until(helper_at_work, "the helper's first file")
+    helper = helper_at_work()
+    assert helper is not None
+    proc.send_signal(signal.SIGTERM)  # to hfget alone, as `kill` or a CI runner sends it
+    _, stderr = finish(proc, "hfget after SIGTERM")
+
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert _ended(helper)  # hfget ended its helper before it exited itself
+    hub.latency = 0.0
+    again = _start(hub, "-q")
+    stdout, stderr = finish(again, "the run resumed")
+    assert again.returncode == 0, stderr
+    _check(Path(stdout.strip()), files)
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie (its parent has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
+def test_files_the_helper_cannot_verify_fail_the_run_once_each(hub: Hub, hf_home: Path):
+    files = _repo(hub)
+    small = [path for path in files if path.endswith(".json")]
+    hub.corrupt = {path: 2 for path in small}  # every small file's body is wrong twice: each fails for good
+
+    proc = _start(hub, "--json")
+    stdout, stderr = finish(proc, "hfget with every small file corrupt")
+
+    assert proc.returncode == 1, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert Counter(e["path"] for e in events if e["event"] == "error" and e["path"]) == Counter(small)
+    summary = next(e for e in events if e["event"] == "summary")
+    assert summary["failed"] == len(small) and summary["files_fetched"] == 1
+    assert {f["path"] for f in summary["files"] if f["status"] == "failed"} == set(small)
+    assert f"{len(small)} of {len(files)} files failed" in stderr
+    assert len(_body_pids(hub)) == 2  # half of them failed in the helper
