@@ -77,7 +77,7 @@ from hub import Hub
 MiB = 1 << 20
 BIN = Path(sys.executable).parent
 IN_FLIGHT = 64  # requests in flight for the latency bound (issue #11)
-CONNECTIONS = 32  # hfget's default --max-connections, for the link cap
+CONNECTIONS = 64  # hfget's default --max-connections, for the link cap
 ARIA2C = shutil.which("aria2c")
 FLOOR = Path(__file__).with_name("floor.py")
 

@@ -214,7 +214,7 @@ class Hub:
         self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
         self._stopped = False
         self.peer_pids = False  # log which local process sent each request (Linux /proc; see `peer_pid`)
-        self._pids: dict[int, int | None] = {}  # client port -> process
+        self._pids: dict[tuple[int, int], int | None] = {}  # (client port, server port) -> process
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -364,17 +364,19 @@ class Hub:
         with self._lock:
             return self._active
 
-    def peer_pid(self, port: int) -> int | None:
-        """The local process whose TCP socket has `port` (asked while its connection is open, so it is there)."""
+    def peer_pid(self, port: int, server_port: int) -> int | None:
+        """The local process whose TCP socket goes from `port` to `server_port` (asked while the connection is open,
+        so it is there; the first process found that holds it: a forked child holds its parent's sockets too)."""
         with self._lock:
-            if port in self._pids:
-                return self._pids[port]
+            if (port, server_port) in self._pids:
+                return self._pids[(port, server_port)]
         inodes = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(table) as rows:
                 for row in list(rows)[1:]:
                     fields = row.split()
-                    if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    ports = (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16))
+                    if ports == (port, server_port):
                         inodes.add(f"socket:[{fields[9]}]")
         found = None
         for fd in Path("/proc").glob("[0-9]*/fd/*"):
@@ -385,7 +387,7 @@ class Hub:
             except OSError:
                 continue
         with self._lock:
-            self._pids[port] = found
+            self._pids[(port, server_port)] = found
         return found
 
     def wait_idle(self, timeout: float = 30) -> None:
@@ -527,7 +529,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
         hub = self.server.hub
-        pid = hub.peer_pid(int(self.client_address[1])) if hub.peer_pids else None
+        pid = hub.peer_pid(int(self.client_address[1]), self.server.server_address[1]) if hub.peer_pids else None
         with hub._lock:
             hub._active += 1
             hub._open[self.server.origin] = hub._open.get(self.server.origin, 0) + 1

@@ -8,13 +8,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 import hfget
-from hfget._fanout import FANOUT_MIN
+from hfget._engine import Download, resolve_target
+from hfget._events import FileDone
+from hfget._fanout import FANOUT_MIN, Helper
+from hfget._options import Options
 from hub import Hub
 from waiting import finish, wait_until
 
@@ -146,3 +150,51 @@ def test_files_the_helper_cannot_verify_fail_the_run_once_each(hub: Hub, hf_home
     assert {f["path"] for f in summary["files"] if f["status"] == "failed"} == set(small)
     assert f"{len(small)} of {len(files)} files failed" in stderr
     assert len(_body_pids(hub)) == 2  # half of them failed in the helper
+
+
+class _Recorded:
+    def __init__(self) -> None:
+        self.events: list = []
+        self.bytes = 0
+
+    def handle(self, event) -> None:
+        self.events.append(event)
+
+    def advance(self, path: str, nbytes: int) -> None:
+        self.bytes += nbytes
+
+
+def test_a_spawned_helper_gets_the_token_by_pipe_and_imports_nothing_from_the_working_folder(
+        hub: Hub, hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    files = {f"part-{i:02d}.json": os.urandom(100 + i) for i in range(30)}
+    hub.create_repo("org/private", files, private=True)
+    hub.grant("org/private", "hf_pipe_only_token")
+    hub.peer_pids = True
+    folder = tmp_path / "downloads"  # a folder holding a module named as one the helper imports
+    folder.mkdir()
+    (folder / "httpx2.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    monkeypatch.chdir(folder)
+    options = Options.build({"endpoint": hub.url, "cache_dir": tmp_path / "cache", "token": "hf_pipe_only_token"})
+    target = resolve_target("org/private", [], options)
+    plan = Download(target, options, _Recorded()).plan()
+    target.store.prepare()
+    sink = _Recorded()
+
+    assert threading.active_count() > 1  # the Hub's threads: no fork, a fresh interpreter
+    helper = Helper.start(target, plan.commit, [hub.url], options, plan.to_fetch, sink)
+    try:
+        failures, received, left = helper.finish()
+    finally:
+        helper.stop()
+
+    assert (failures, left) == ([], [])
+    assert received == sink.bytes == sum(len(b) for b in files.values())
+    assert sorted(e.path for e in sink.events if isinstance(e, FileDone)) == sorted(files)
+    snapshot = target.store.output_path(plan.commit)
+    for path, content in files.items():
+        assert (snapshot / path).read_bytes() == content
+    assert not (tmp_path / "imported").exists()
+    hub.wait_idle()
+    gets = hub.requests(method="GET", contains="/resolve/")
+    assert {s.pid for s in gets} == {helper.process.pid} != {os.getpid()}
+    assert all(s.authorized for s in gets)

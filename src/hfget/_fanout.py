@@ -33,12 +33,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import _errors, _events, _process
 from ._errors import FileDownloadError, HfgetError
@@ -53,6 +55,9 @@ FANOUT_MIN = 256  # small files to fetch before a helper pays for its start (~0.
 # files each, this process ended its half 0.4 s before the helper)
 HELPER_SHARE = 0.45
 STOP_WAIT = 2.0  # seconds a helper gets to park its partials once told to stop
+# what a spawned helper runs: not `-m`, which puts the working directory first on sys.path (a downloaded folder
+# could then hold an `ssl.py` or `httpx2.py` it would import); `-c` puts '' there, taken out before any import
+SPAWNED = "import sys; sys.path.pop(0); from hfget._fanout import _main; sys.exit(_main())"
 
 # the events a helper sends: plain fields only (str, int, float), rebuilt here by name
 RELAYED = {cls.__name__: cls for cls in (
@@ -63,10 +68,14 @@ RELAYED = {cls.__name__: cls for cls in (
 def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], options: Options, *,
           hooked: bool) -> list[RemoteFile]:
     """The files for a helper process to fetch (none when one is not worth it; see the module docstring)."""
-    if hooked or options.limit_rate or options.files_in_flight < 2 or not _process.owned() \
-            or (os.cpu_count() or 1) < 2:
+    from ._verify import usable_cores
+
+    if hooked or options.limit_rate or options.files_in_flight < 2 or not _process.owned() or usable_cores() < 2:
         return []
     small = [f for f in files if not options.splits(f.size) and f.path not in followers]
+    own, _ = split(options)
+    if len(small) < len(files) and own.connections_per_file < options.connections_per_file:
+        return []  # a large file would get fewer connections (or lose its ranges) with the budget split
     return small[1::2][:int(len(small) * HELPER_SHARE)] if len(small) >= FANOUT_MIN else []
 
 
@@ -81,7 +90,7 @@ def split(options: Options) -> tuple[Options, Options]:
 class Helper:
     """A helper process fetching `files`; its events go to `sink` (see the module docstring)."""
 
-    def __init__(self, process: subprocess.Popen[bytes] | None, files: list[RemoteFile], sink: _events.Sink) -> None:
+    def __init__(self, process: _Child | None, files: list[RemoteFile], sink: _events.Sink) -> None:
         self.process, self.files, self.sink = process, files, sink
         self.on_fatal: Callable[[HfgetError], None] = lambda error: None
         self.fatal: HfgetError | None = None
@@ -94,15 +103,18 @@ class Helper:
     @classmethod
     def start(cls, target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
               sink: _events.Sink) -> Helper:
-        job = json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
-                          "endpoints": endpoints, "store": _store(target), "options": _dump(options),
-                          "token": target.token, "offline": target.offline,
-                          "files": [dataclasses.astuple(f) for f in files]})
-        try:
-            process = subprocess.Popen([sys.executable, "-m", "hfget._fanout"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE)
-        except OSError:
-            process = None
+        """Fork this process when it has no other thread (the helper then needs no imports: about 0.5 s sooner at
+        work); else, or where there is no fork, start a fresh interpreter and send it the job."""
+        job = None
+        if hasattr(os, "fork") and threading.active_count() == 1:
+            process: _Child | None = _Forked.start(lambda events: _serve(events, lambda sink: _fetch(
+                target, commit, endpoints, options, files, sink)))
+        else:
+            job = json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
+                              "endpoints": endpoints, "store": _store(target), "options": _dump(options),
+                              "token": target.token, "offline": target.offline,
+                              "files": [dataclasses.astuple(f) for f in files]})
+            process = _spawn()
         helper = cls(process, files, sink)
         if process is None:
             helper.ended.set()
@@ -112,14 +124,19 @@ class Helper:
             helper.reader.start()
         return helper
 
-    def _talk(self, job: str) -> None:
-        assert self.process is not None and self.process.stdin is not None and self.process.stdout is not None
+    def _talk(self, job: str | None) -> None:
+        process = self.process
+        assert process is not None and process.stdin is not None and process.stdout is not None
         try:
-            self.process.stdin.write(job.encode() + b"\n")
-            self.process.stdin.flush()
-            for line in self.process.stdout:
-                self._receive(json.loads(line))
-        except (OSError, ValueError):
+            if job is not None:
+                process.stdin.write(job.encode() + b"\n")
+                process.stdin.flush()
+            for line in process.stdout:  # read to the end whatever happens: a helper blocked writing would hang
+                try:
+                    self._receive(json.loads(line))
+                except Exception:  # a line cut short, or the sink failing: that event is lost, not the run
+                    continue
+        except OSError:
             pass  # a helper that died mid-way: finish() takes back the files it did not report
         finally:
             self.ended.set()
@@ -149,8 +166,8 @@ class Helper:
             pass
         if self.reader is not None:
             self.reader.join()
-        if self.process is not None:
-            self.process.wait()
+        if self.process is not None and not self.process.ended_within(STOP_WAIT):
+            self.stop()  # its events ended but it did not: it gets what a run that stops gives it
         if self.fatal is not None:
             raise self.fatal
         reported = self.done | {f.path for f in self.failures}
@@ -163,19 +180,103 @@ class Helper:
             return
         if process.poll() is None:
             _close(process.stdin)
-            try:
-                process.wait(STOP_WAIT)
-            except subprocess.TimeoutExpired:
+            if not process.ended_within(STOP_WAIT):
                 process.terminate()
-                try:
-                    process.wait(STOP_WAIT)
-                except subprocess.TimeoutExpired:
+                if not process.ended_within(STOP_WAIT):
                     process.kill()
                     process.wait()
         _close(process.stdin)
         if self.reader is not None:
             self.reader.join(STOP_WAIT)
         _close(process.stdout)
+
+
+class _Child(Protocol):
+    """What Helper needs of its process: Popen's, and `ended_within`."""
+
+    stdin: IO[bytes] | None  # closed: the helper stops
+    stdout: IO[bytes] | None  # its events
+
+    def poll(self) -> int | None: ...
+    def wait(self) -> int: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def ended_within(self, seconds: float) -> bool: ...
+
+
+class _Spawned(subprocess.Popen[bytes]):
+    def ended_within(self, seconds: float) -> bool:
+        try:
+            self.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+
+def _spawn() -> _Spawned | None:
+    try:
+        return _Spawned([sys.executable, "-c", SPAWNED], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    except OSError:
+        return None
+
+
+class _Forked:
+    """A forked copy of this process running `body(events)`, with Popen's ways to watch and end it."""
+
+    def __init__(self, pid: int, stdin: IO[bytes] | None, stdout: IO[bytes] | None) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, body: Callable[[IO[str]], int]) -> _Forked | None:
+        control, events = os.pipe(), os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (*control, *events):
+                os.close(fd)
+            return None
+        if pid == 0:  # the helper: never returns into the caller's code
+            code = 1
+            try:
+                os.close(control[1])
+                os.close(events[0])
+                threading.Thread(target=_stop_at_eof, args=(os.fdopen(control[0], "rb"),), daemon=True,
+                                 name="hfget-helper-stdin").start()
+                code = body(os.fdopen(events[1], "w"))
+            finally:
+                os._exit(code)
+        os.close(control[0])
+        os.close(events[1])
+        return cls(pid, os.fdopen(control[1], "wb"), os.fdopen(events[0], "rb"))
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def ended_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def _close(stream: IO[bytes] | None) -> None:
@@ -238,28 +339,43 @@ class _PipeSink:
 
 
 def _main() -> int:
-    """The helper: read the job, fetch its files, report; exit 0, 130 when stopped, or the error's code."""
+    """The spawned helper: read the job, fetch its files, report (see `_serve`)."""
     events = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed goes to stderr, never into the events
-    sink = _PipeSink(events)
     _stop_on_sigterm()
     try:
         job = json.loads(sys.stdin.readline())
-        threading.Thread(target=_stop_at_eof, daemon=True, name="hfget-helper-stdin").start()
-        _process.own()
-        _run(job, sink)
+    except (ValueError, KeyboardInterrupt):  # stopped before its job came
+        return _errors.ExitCode.INTERRUPTED
+    threading.Thread(target=_stop_at_eof, args=(sys.stdin,), daemon=True, name="hfget-helper-stdin").start()
+    return _serve(events, lambda sink: _run(job, sink))
+
+
+def _serve(events: IO[str], work: Callable[[_PipeSink], None]) -> int:
+    """Run the helper's work; exit 0, 130 when stopped, or an error's code (sent to the parent first). A bug ends
+    the helper with its traceback on stderr, and the parent fetches the files it did not report."""
+    _process.own()
+    _stop_on_sigterm()
+    sink = _PipeSink(events)
+    try:
+        work(sink)
     except KeyboardInterrupt:
         return _errors.ExitCode.INTERRUPTED
     except HfgetError as error:
         with sink.lock:
             sink.send(["fatal", {"kind": type(error).__name__, "message": error.message, "hint": error.hint}, 0])
         return error.exit_code
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        return 1
     return 0
 
 
 def _run(job: dict[str, Any], sink: _PipeSink) -> None:
     from ._cache import CacheStore, LocalDirStore, Store
-    from ._engine import Download, Target
+    from ._engine import Target
     from ._repo import Repo
     from ._select import Selection
 
@@ -270,7 +386,15 @@ def _run(job: dict[str, Any], sink: _PipeSink) -> None:
     target = Target(repo=repo, endpoints=tuple(job["endpoints"]), selection=Selection(repo, job["commit"]),
                     token=job["token"], store=store, offline=job["offline"])
     files = [RemoteFile(*fields) for fields in job["files"]]
-    Download(target, _load(job["options"]), sink).transfer(job["commit"], files, {})
+    _fetch(target, job["commit"], job["endpoints"], _load(job["options"]), files, sink)
+
+
+def _fetch(target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
+           sink: _PipeSink) -> None:
+    from ._engine import Download
+
+    target = dataclasses.replace(target, endpoints=tuple(endpoints))
+    Download(target, options, sink).transfer(commit, files, {})
 
 
 def _stop_on_sigterm() -> None:
@@ -282,13 +406,9 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _stop_at_eof() -> None:
-    """The parent closed stdin (it is stopping, or gone): stop as Ctrl-C does, partials parked."""
-    import _thread
-
-    sys.stdin.read()
-    _thread.interrupt_main()
+def _stop_at_eof(control: IO[Any]) -> None:
+    """The parent closed the helper's stdin (it is stopping, or gone): stop as Ctrl-C does, partials parked."""
+    control.read()
+    os.kill(os.getpid(), signal.SIGTERM)  # its handler raises KeyboardInterrupt (even where SIGINT is ignored)
 
 
-if __name__ == "__main__":
-    sys.exit(_main())
