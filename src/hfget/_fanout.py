@@ -3,29 +3,34 @@
 Why: a small file costs this process about 2 ms of CPU (httpx2's request path alone is 0.65 ms; then the partial's
 creation, the hash, the rename and the link, and the GIL handed among the worker threads). With thousands of small
 files a run is bound by that CPU on one core, not by the network; a second process uses the second core. Measured
-(2,000 files of 8 KiB behind 40 ms, nginx, 2 cores): one process 4.35-5.04 s, the same files split over two
-processes 2.59-2.72 s; a bare httpx2 floor (no hfget) in one process 3.3-4.5 s.
+(2,000 files of 8 KiB behind 40 ms, nginx, 2 cores, 64 in flight): one process 4.35-5.04 s, two 2.55-3.1 s.
 
 When (`share`): the CLI owns the process (_process.owned: a program calling hfget's Python API gets no child
-process it did not ask for), the machine has more than one CPU, at least FANOUT_MIN small files are to be fetched,
-two files may be in flight, no `limit_rate` (one cap for the whole run) and no `on_written` hook (`hfget serve`
-streams from this process's partials). Every other small file goes to the helper, up to HELPER_SHARE of them,
-except files whose content other paths share (their links are made here, after them).
+process it did not ask for), more than one core is usable, at least FANOUT_MIN small files are to be fetched, two
+files may be in flight, no `limit_rate` (one cap for the whole run), no `on_written` hook (`hfget serve` streams
+from this process's partials), and no large file would get fewer connections from the split budget. Every other
+small file goes to the helper, up to FORKED_SHARE or SPAWNED_SHARE of them, except files whose content other paths
+share (their links are made here, after them).
 
 How (`Helper`):
-- `start` runs `python -m hfget._fanout`, and a thread here writes it one JSON line: the job (repo, commit,
-  mirrors in order, store, options with the token, files). The token goes through the pipe only: never argv, the
-  environment or a file. stdin stays open: its end (this process gone) stops the helper, which parks its partials.
+- `start` forks this process when it runs no other thread (a thread could hold a lock the child would wait on
+  forever): the child has every module and the job already, and is at work about 0.5 s sooner than a fresh
+  interpreter. Otherwise (the terminal's progress bar runs a thread; no fork on the system) it spawns `python -c
+  SPAWNED` (not `-m`, which would import modules from the working folder) and a thread here writes it one JSON
+  line: the job (repo, commit, mirrors in order, store, options with the token, files). The token goes through
+  the pipe only: never argv, the environment or a file.
 - The helper fetches its files with the same engine (Download.transfer: Transfers, the publisher, blob locks, so
-  the two processes never write one blob) and writes each event for its files as a JSON line on its stdout; the
-  thread here hands each to this process's sink (bytes received are reported with the file's next event).
+  the two processes never write one blob) and writes each event for its files as a JSON line on a pipe; a thread
+  here reads them to the end and hands each to this process's sink (bytes received go with the file's next event).
 - The connections are split: the helper gets half the files in flight (one connection each), this process the
   rest of the budget (its large files and the other half), so the run keeps to `max_connections` and `jobs`.
+  Each process reacts to a 429 or a failing mirror on its own, as two runs would.
 - `finish` waits for the helper and returns its failures, its bytes, and the files it did not report done or
   failed (it could not start, or died): this process fetches those itself, so a helper lost costs time, not files.
 - An error that stops a run (authentication, storage) stops the helper; it sends it, and `on_fatal` here stops
-  this process's transfers with the same error. Ctrl-C reaches both (one process group); `stop` ends a helper still
-  running (stdin closed, then SIGTERM, then SIGKILL), so none outlives the run.
+  this process's transfers with the same error. Ctrl-C reaches both (one process group). The helper's control
+  pipe (a spawned one's stdin) stays open while this process lives: its end stops the helper, which parks its
+  partials; `stop` closes it, then sends SIGTERM, then SIGKILL, so no helper outlives the run.
 """
 
 from __future__ import annotations
@@ -51,9 +56,9 @@ if TYPE_CHECKING:
     from ._options import Options
 
 FANOUT_MIN = 256  # small files to fetch before a helper pays for its start (~0.3 s of CPU for its imports)
-# of the small files, the helper's share: it starts later than this process by its imports (measured: with 1,000
-# files each, this process ended its half 0.4 s before the helper)
-HELPER_SHARE = 0.45
+# of the small files, a helper's share: half for a fork; a spawned one starts later by its imports (measured: with
+# 1,000 files each, this process ended its half 0.4 s before the helper)
+FORKED_SHARE, SPAWNED_SHARE = 0.5, 0.45
 STOP_WAIT = 2.0  # seconds a helper gets to park its partials once told to stop
 # what a spawned helper runs: not `-m`, which puts the working directory first on sys.path (a downloaded folder
 # could then hold an `ssl.py` or `httpx2.py` it would import); `-c` puts '' there, taken out before any import
@@ -76,7 +81,8 @@ def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], optio
     own, _ = split(options)
     if len(small) < len(files) and own.connections_per_file < options.connections_per_file:
         return []  # a large file would get fewer connections (or lose its ranges) with the budget split
-    return small[1::2][:int(len(small) * HELPER_SHARE)] if len(small) >= FANOUT_MIN else []
+    part = FORKED_SHARE if _forkable() else SPAWNED_SHARE
+    return small[1::2][:int(len(small) * part)] if len(small) >= FANOUT_MIN else []
 
 
 def split(options: Options) -> tuple[Options, Options]:
@@ -85,6 +91,11 @@ def split(options: Options) -> tuple[Options, Options]:
     return (dataclasses.replace(options, jobs=options.files_in_flight - helper,
                                 max_connections=options.max_connections - helper),
             dataclasses.replace(options, jobs=helper, max_connections=helper))
+
+
+def _forkable() -> bool:
+    """A fork is safe only with no other thread (one could hold a lock the child would then wait on forever)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 class Helper:
@@ -106,7 +117,7 @@ class Helper:
         """Fork this process when it has no other thread (the helper then needs no imports: about 0.5 s sooner at
         work); else, or where there is no fork, start a fresh interpreter and send it the job."""
         job = None
-        if hasattr(os, "fork") and threading.active_count() == 1:
+        if _forkable():
             process: _Child | None = _Forked.start(lambda events: _serve(events, lambda sink: _fetch(
                 target, commit, endpoints, options, files, sink)))
         else:
