@@ -164,17 +164,22 @@ class _Recorded:
         self.bytes += nbytes
 
 
-def test_a_spawned_helper_gets_the_token_by_pipe_and_imports_nothing_from_the_working_folder(
-        hub: Hub, hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _private(hub: Hub, tmp_path: Path) -> tuple[dict[str, bytes], Options]:
     files = {f"part-{i:02d}.json": os.urandom(100 + i) for i in range(30)}
     hub.create_repo("org/private", files, private=True)
     hub.grant("org/private", "hf_pipe_only_token")
     hub.peer_pids = True
+    options = Options.build({"endpoint": hub.url, "cache_dir": tmp_path / "cache", "token": "hf_pipe_only_token"})
+    return files, options
+
+
+def test_a_spawned_helper_gets_the_token_by_pipe_and_imports_nothing_from_the_working_folder(
+        hub: Hub, hf_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    files, options = _private(hub, tmp_path)
     folder = tmp_path / "downloads"  # a folder holding a module named as one the helper imports
     folder.mkdir()
     (folder / "httpx2.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
     monkeypatch.chdir(folder)
-    options = Options.build({"endpoint": hub.url, "cache_dir": tmp_path / "cache", "token": "hf_pipe_only_token"})
     target = resolve_target("org/private", [], options)
     plan = Download(target, options, _Recorded()).plan()
     target.store.prepare()
@@ -198,3 +203,23 @@ def test_a_spawned_helper_gets_the_token_by_pipe_and_imports_nothing_from_the_wo
     gets = hub.requests(method="GET", contains="/resolve/")
     assert {s.pid for s in gets} == {helper.process.pid} != {os.getpid()}
     assert all(s.authorized for s in gets)
+
+
+def test_an_error_that_ends_the_helper_ends_the_run_with_the_same_error(hub: Hub, hf_home: Path, tmp_path: Path):
+    _, options = _private(hub, tmp_path)
+    target = resolve_target("org/private", [], options)
+    plan = Download(target, options, _Recorded()).plan()
+    target.store.prepare()
+    hub.tokens.discard("hf_pipe_only_token")  # the token revoked once the files are listed: 401 for each
+    heard: list[Exception] = []
+
+    helper = Helper.start(target, plan.commit, [hub.url], options, plan.to_fetch, _Recorded())
+    helper.when_fatal(heard.append)  # as it stops this process's transfers
+    try:
+        with pytest.raises(hfget.AuthError, match="refused access") as raised:
+            helper.finish()
+    finally:
+        helper.stop()
+
+    assert heard == [raised.value]
+    assert helper.process is not None and helper.process.poll() == hfget.ExitCode.AUTH

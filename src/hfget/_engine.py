@@ -345,7 +345,7 @@ class Download:
         transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink,
                               options=self.options if options is None else options, destination=destination)
         if on_start is not None:
-            on_start.on_fatal = transfers.abort
+            on_start.when_fatal(transfers.abort)
         failures, received = transfers.run(files)
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))

@@ -27,7 +27,7 @@ How (`Helper`):
   Each process reacts to a 429 or a failing mirror on its own, as two runs would.
 - `finish` waits for the helper and returns its failures, its bytes, and the files it did not report done or
   failed (it could not start, or died): this process fetches those itself, so a helper lost costs time, not files.
-- An error that stops a run (authentication, storage) stops the helper; it sends it, and `on_fatal` here stops
+- An error that stops a run (authentication, storage) stops the helper; it sends it, and `when_fatal` here stops
   this process's transfers with the same error. Ctrl-C reaches both (one process group). The helper's control
   pipe (a spawned one's stdin) stays open while this process lives: its end stops the helper, which parks its
   partials; `stop` closes it, then sends SIGTERM, then SIGKILL, so no helper outlives the run.
@@ -103,7 +103,8 @@ class Helper:
 
     def __init__(self, process: _Child | None, files: list[RemoteFile], sink: _events.Sink) -> None:
         self.process, self.files, self.sink = process, files, sink
-        self.on_fatal: Callable[[HfgetError], None] = lambda error: None
+        self._on_fatal: Callable[[HfgetError], None] = lambda error: None
+        self._fatal_lock = threading.Lock()
         self.fatal: HfgetError | None = None
         self.done: set[str] = set()
         self.failures: list[FileDownloadError] = []
@@ -158,8 +159,9 @@ class Helper:
             kind = getattr(_errors, fields["kind"], HfgetError)
             error = kind(fields["message"], hint=fields["hint"]) if issubclass(kind, HfgetError) else HfgetError(
                 fields["message"])
-            self.fatal = error
-            self.on_fatal(error)
+            with self._fatal_lock:
+                self.fatal, callback = error, self._on_fatal
+            callback(error)
             return
         event = RELAYED[name](**fields)
         if received:
@@ -170,6 +172,13 @@ class Helper:
         elif isinstance(event, _events.FileFailed):
             self.failures.append(FileDownloadError(event.path, event.message))
         self.sink.handle(event)
+
+    def when_fatal(self, callback: Callable[[HfgetError], None]) -> None:
+        """Call `callback` with the error that ended the helper, if one does (at once if one already has)."""
+        with self._fatal_lock:
+            self._on_fatal, fatal = callback, self.fatal
+        if fatal is not None:
+            callback(fatal)
 
     def finish(self) -> tuple[list[FileDownloadError], int, list[RemoteFile]]:
         """Wait for the helper; (its failures, its bytes received, the files it left to this process)."""

@@ -8,7 +8,8 @@ multiplex small files over one connection where a server offers it, but what bou
 files here is CPU per request, not connections or round trips, and h2 adds its own framing work in Python to
 httpx2's. Measured (nginx 1.22 over TLS on this machine, no added latency, 2,000 GETs of 8 KiB from 32 threads):
 HTTP/1.1 with a client per thread 2.34-2.61 s of CPU, HTTP/2 with the threads' streams on one shared client
-2.75-2.91 s (+12-18%), slower in wall time too; with 8 threads 1.98 against 2.70 s. It is not used.
+2.75-2.91 s (+12-18%), slower in wall time too; with 8 threads 1.98 against 2.70 s. It is not used. What does
+help is a second process: with many small files, half of them go to a helper (_fanout.py, called by the engine).
 
     Transfers.run(files)
       workers ask the Scheduler (_schedule.py) for work, then fetch a small file (_small.py: one GET, front to
