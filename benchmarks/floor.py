@@ -7,13 +7,13 @@ hfget's time, so a reader can see how much of a miss is hfget's and how much the
 Each is run as a fresh process, as the tools are, so Python's start-up and the import of httpx2 are counted.
 `files` fetches each path with a GET from IN_FLIGHT threads in all (the requests in flight of the bench's latency
 bound, and hfget's default `--jobs`), split over one forked process per CPU, at most two (a process is CPU-bound
-on the GIL with thousands of small files; hfget hands half of them to a helper process the same way, though a
-helper of its own starts a fresh interpreter, where this fork costs nothing), each thread with its own httpx2 client
-over one TLS context (as hfget's workers do; no CA store is loaded for an http:// URL), and does only what a
-verified download into the cache layout must: write the body to a partial file, hash it as it arrives (the git
-blob id the Hub lists for a small file), rename it into `blobs/` and link it from the snapshot. No revision
-lookup, no listing, no locks, no retries, no events, no checks: a floor, not a client (a client also needs the
-lookup and the listing: one or two round trips more). `lookup` imports httpx2 and asks for the revision's commit
+on the GIL with thousands of small files; hfget hands half of them to a helper process the same way, forked too
+when it runs no other thread), each thread with its own httpx2 client over one TLS context (as hfget's workers
+do; no CA store is loaded for an http:// URL), and does only what a verified download into the cache layout
+must: write the body to a partial file, hash it as it arrives (the git blob id the Hub lists for a small file),
+rename it into `blobs/` and link it from the snapshot. No revision lookup, no listing, no locks, no retries, no
+events, no checks: a floor, not a client (a client also needs the lookup and the listing: one or two round trips
+more). `lookup` imports httpx2 and asks for the revision's commit
 (`expand=sha`), nothing else.
 """
 
@@ -41,13 +41,14 @@ def files(url: str, repo: str, folder: Path, paths: list[str]) -> None:
     for index in range(1, processes):
         child = os.fork()
         if child == 0:  # before any thread: the fork is safe
-            code = 0
+            code = 1
             try:
                 share(url, repo, blobs, snapshot, paths[index::processes], IN_FLIGHT // processes)
+                code = 0
             except SystemExit as failed:
                 print(failed, file=sys.stderr)
-                code = 1
-            os._exit(code)
+            finally:  # whatever happened: never on into the parent's half
+                os._exit(code)
         children.append(child)
     share(url, repo, blobs, snapshot, paths[::processes], IN_FLIGHT // processes)
     if any(os.waitpid(child, 0)[1] for child in children):

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists() or (os.cpu_co
 
 def _repo(hub: Hub, count: int = FANOUT_MIN + 44) -> dict[str, bytes]:
     files = {f"shards/{i % 7}/part-{i:04d}.json": os.urandom(200 + i) for i in range(count)}
-    files["model.safetensors"] = os.urandom(3 << 20)  # a large file stays with the main process
+    files["model.safetensors"] = os.urandom(9 << 20)  # a large file (ranges from 8 MiB) stays with the main process
     hub.create_repo("org/many", files)
     hub.peer_pids = True
     hub.page_size = 1000  # one page of listing: the latency some tests add is for the files
@@ -70,6 +70,37 @@ def test_many_small_files_come_from_two_processes_with_one_event_each(hub: Hub, 
     assert pids[helper] >= FANOUT_MIN // 3  # a real share of the small files, not a stray request
     # each file was asked for once: no file fetched by both processes
     assert set(Counter(s.path for s in hub.requests(method="GET", contains="/part-")).values()) == {1}
+
+
+def test_a_run_started_with_sigchld_ignored_still_ends_well(hub: Hub, hf_home: Path):
+    files = _repo(hub)  # the system reaps an exited child itself then: no wait may fail the run
+
+    def ignore_sigchld() -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kept across exec, as a daemon's children inherit it
+
+    proc = subprocess.Popen([sys.executable, "-m", "hfget", "org/many", "--endpoint", hub.url, "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            preexec_fn=ignore_sigchld)
+    stdout, stderr = finish(proc, "hfget with SIGCHLD ignored")
+
+    assert proc.returncode == 0, stderr
+    _check(Path(stdout.strip()), files)
+    assert len(_body_pids(hub)) == 2
+
+
+def test_large_files_that_need_the_whole_budget_keep_it(hub: Hub, hf_home: Path):
+    files = _repo(hub)
+    more = {"shard-2.safetensors": os.urandom(9 << 20)}
+    hub.commit("org/many", more)
+    files.update(more)
+
+    # two large files at 4 connections each need all 8: half the files in flight to a helper would leave 6
+    proc = _start(hub, "-q", "-j", "4", "--max-connections", "8", "-c", "4")
+    stdout, stderr = finish(proc, "hfget with two large files and many small ones")
+
+    assert proc.returncode == 0, stderr
+    _check(Path(stdout.strip()), files)
+    assert set(_body_pids(hub)) == {proc.pid}
 
 
 def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Path):

@@ -8,20 +8,22 @@ files a run is bound by that CPU on one core, not by the network; a second proce
 When (`share`): the CLI owns the process (_process.owned: a program calling hfget's Python API gets no child
 process it did not ask for), more than one core is usable, at least FANOUT_MIN small files are to be fetched, two
 files may be in flight, no `limit_rate` (one cap for the whole run), no `on_written` hook (`hfget serve` streams
-from this process's partials), and no large file would get fewer connections from the split budget. Every other
-small file goes to the helper, up to FORKED_SHARE or SPAWNED_SHARE of them, except files whose content other paths
-share (their links are made here, after them).
+from this process's partials), and the large files in flight keep all their connections within this process's
+part of the budget (the split is for the whole run). Every other small file goes to the helper, up to
+FORKED_SHARE or SPAWNED_SHARE of them, except files whose content other paths share (their links are made here,
+after them).
 
 How (`Helper`):
 - `start` forks this process when it runs no other thread (a thread could hold a lock the child would wait on
   forever): the child has every module and the job already, and is at work about 0.5 s sooner than a fresh
-  interpreter. Otherwise (the terminal's progress bar runs a thread; no fork on the system) it spawns `python -c
-  SPAWNED` (not `-m`, which would import modules from the working folder) and a thread here writes it one JSON
-  line: the job (repo, commit, mirrors in order, store, options with the token, files). The token goes through
-  the pipe only: never argv, the environment or a file.
-- The helper fetches its files with the same engine (Download.transfer: Transfers, the publisher, blob locks, so
-  the two processes never write one blob) and writes each event for its files as a JSON line on a pipe; a thread
-  here reads them to the end and hands each to this process's sink (bytes received go with the file's next event).
+  interpreter. Otherwise (the terminal's progress bar runs a thread; not Linux) it spawns `python -c SPAWNED`
+  (not `-m`, which would import modules from the working folder) and a thread here writes it one JSON line: the
+  job (repo, commit, mirrors in order, store, options with the token, files). The token goes through the pipe
+  only: never argv, the environment or a file.
+- The helper (_helper.py) fetches its files with the same engine (Download.transfer: Transfers, the publisher,
+  blob locks, so the two processes never write one blob) and writes each event for its files as a JSON line on a
+  pipe; a thread here reads them to the end and hands each to this process's sink (bytes received go with the
+  file's next event).
 - The connections are split: the helper gets half the files in flight (one connection each), this process the
   rest of the budget (its large files and the other half), so the run keeps to `max_connections` and `jobs`.
   Each process reacts to a 429 or a failing mirror on its own, as two runs would.
@@ -47,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from . import _errors, _events, _process
+from . import _errors, _events, _helper, _process
 from ._errors import FileDownloadError, HfgetError
 from ._models import RemoteFile
 
@@ -62,12 +64,8 @@ FORKED_SHARE, SPAWNED_SHARE = 0.5, 0.45
 STOP_WAIT = 2.0  # seconds a helper gets to park its partials once told to stop
 # what a spawned helper runs: not `-m`, which puts the working directory first on sys.path (a downloaded folder
 # could then hold an `ssl.py` or `httpx2.py` it would import); `-c` puts '' there, taken out before any import
-SPAWNED = "import sys; sys.path.pop(0); from hfget._fanout import _main; sys.exit(_main())"
-
-# the events a helper sends: plain fields only (str, int, float), rebuilt here by name
-RELAYED = {cls.__name__: cls for cls in (
-    _events.FileStarted, _events.FileRetried, _events.FileDone, _events.FileFailed, _events.MirrorSwitched,
-    _events.HostLimited, _events.FirstByteAwaited)}
+SPAWNED = ("import sys; getattr(sys.flags, 'safe_path', 0) or sys.path.pop(0); "
+           "from hfget._helper import main; sys.exit(main())")
 
 
 def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], options: Options, *,
@@ -78,9 +76,10 @@ def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], optio
     if hooked or options.limit_rate or options.files_in_flight < 2 or not _process.owned() or usable_cores() < 2:
         return []
     small = [f for f in files if not options.splits(f.size) and f.path not in followers]
+    large = sum(1 for f in files if options.splits(f.size))
     own, _ = split(options)
-    if len(small) < len(files) and own.connections_per_file < options.connections_per_file:
-        return []  # a large file would get fewer connections (or lose its ranges) with the budget split
+    if min(large, options.files_in_flight) * options.connections_per_file > own.max_connections:
+        return []  # the large files would get fewer connections (or lose their ranges) with the budget split
     part = FORKED_SHARE if _forkable() else SPAWNED_SHARE
     return small[1::2][:int(len(small) * part)] if len(small) >= FANOUT_MIN else []
 
@@ -95,7 +94,7 @@ def split(options: Options) -> tuple[Options, Options]:
 
 def _forkable() -> bool:
     """A fork is safe only with no other thread (one could hold a lock the child would then wait on forever)."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    return sys.platform.startswith("linux") and threading.active_count() == 1  # macOS: no fork without exec
 
 
 class Helper:
@@ -119,7 +118,10 @@ class Helper:
         work); else, or where there is no fork, start a fresh interpreter and send it the job."""
         job = None
         if _forkable():
-            process: _Child | None = _Forked.start(lambda events: _serve(events, lambda sink: _fetch(
+            from . import _memory
+
+            _memory.limit_arenas()  # once, here: the child inherits the setting, and ctypes with it
+            process: _Child | None = _Forked.start(lambda events: _helper.serve(events, lambda sink: _helper.fetch(
                 target, commit, endpoints, options, files, sink)))
         else:
             job = json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
@@ -148,7 +150,7 @@ class Helper:
                     self._receive(json.loads(line))
                 except Exception:  # a line cut short, or the sink failing: that event is lost, not the run
                     continue
-        except OSError:
+        except (OSError, ValueError):  # ValueError: stop() closed the pipe while the sink held this thread up
             pass  # a helper that died mid-way: finish() takes back the files it did not report
         finally:
             self.ended.set()
@@ -163,7 +165,7 @@ class Helper:
                 self.fatal, callback = error, self._on_fatal
             callback(error)
             return
-        event = RELAYED[name](**fields)
+        event = _helper.RELAYED[name](**fields)
         if received:
             self.sink.advance(fields["path"], received)
         if isinstance(event, _events.FileDone):
@@ -250,36 +252,49 @@ class _Forked:
     @classmethod
     def start(cls, body: Callable[[IO[str]], int]) -> _Forked | None:
         control, events = os.pipe(), os.pipe()
-        try:
+        stopping = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stopping)  # until each side is ready for them: none can land
+        try:                                                 # between the fork and the child's `try`
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
             for fd in (*control, *events):
                 os.close(fd)
             return None
         if pid == 0:  # the helper: never returns into the caller's code
             code = 1
             try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
                 os.close(control[1])
                 os.close(events[0])
-                threading.Thread(target=_stop_at_eof, args=(os.fdopen(control[0], "rb"),), daemon=True,
+                threading.Thread(target=_helper.stop_at_eof, args=(os.fdopen(control[0], "rb"),), daemon=True,
                                  name="hfget-helper-stdin").start()
                 code = body(os.fdopen(events[1], "w"))
             finally:
                 os._exit(code)
-        os.close(control[0])
-        os.close(events[1])
-        return cls(pid, os.fdopen(control[1], "wb"), os.fdopen(events[0], "rb"))
+        try:
+            os.close(control[0])
+            os.close(events[1])
+            return cls(pid, os.fdopen(control[1], "wb"), os.fdopen(events[0], "rb"))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        return self._reap(os.WNOHANG)
 
     def wait(self) -> int:
+        code = self._reap(0)
+        assert code is not None
+        return code
+
+    def _reap(self, flags: int) -> int | None:
         if self.returncode is None:
-            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            try:
+                pid, status = os.waitpid(self.pid, flags)
+            except ChildProcessError:  # reaped by the system already (SIGCHLD ignored), as Popen allows for
+                pid, status = self.pid, 0
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def ended_within(self, seconds: float) -> bool:
@@ -320,115 +335,3 @@ def _store(target: Target) -> dict[str, str]:
 def _dump(options: Options) -> dict[str, Any]:
     fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     return {name: str(value) if isinstance(value, Path) else value for name, value in fields.items()}
-
-
-def _load(fields: dict[str, Any]) -> Options:
-    from ._options import Options
-
-    paths = ("ca_bundle", "cache_dir", "local_dir")
-    fields = {name: Path(value) if name in paths and value is not None else value for name, value in fields.items()}
-    return Options(**{**fields, "mirror": tuple(fields["mirror"])})
-
-
-# -- the helper's side -----------------------------------------------------------------------------------------------
-
-class _PipeSink:
-    """Writes the relayed events as JSON lines; bytes received for a file go with its next event."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-        self.pending: dict[str, int] = {}
-
-    def advance(self, path: str, nbytes: int) -> None:
-        with self.lock:
-            self.pending[path] = self.pending.get(path, 0) + nbytes
-
-    def handle(self, event: _events.Event) -> None:
-        name = type(event).__name__
-        if name not in RELAYED:
-            return
-        fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-        with self.lock:
-            received = self.pending.pop(fields["path"], 0) if "path" in fields else 0
-            self.send([name, fields, received])
-
-    def send(self, message: list[Any]) -> None:
-        self.out.write(json.dumps(message) + "\n")
-        self.out.flush()
-
-
-def _main() -> int:
-    """The spawned helper: read the job, fetch its files, report (see `_serve`)."""
-    events = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # anything else printed goes to stderr, never into the events
-    _stop_on_sigterm()
-    try:
-        job = json.loads(sys.stdin.readline())
-    except (ValueError, KeyboardInterrupt):  # stopped before its job came
-        return _errors.ExitCode.INTERRUPTED
-    threading.Thread(target=_stop_at_eof, args=(sys.stdin,), daemon=True, name="hfget-helper-stdin").start()
-    return _serve(events, lambda sink: _run(job, sink))
-
-
-def _serve(events: IO[str], work: Callable[[_PipeSink], None]) -> int:
-    """Run the helper's work; exit 0, 130 when stopped, or an error's code (sent to the parent first). A bug ends
-    the helper with its traceback on stderr, and the parent fetches the files it did not report."""
-    _process.own()
-    _stop_on_sigterm()
-    sink = _PipeSink(events)
-    try:
-        work(sink)
-    except KeyboardInterrupt:
-        return _errors.ExitCode.INTERRUPTED
-    except HfgetError as error:
-        with sink.lock:
-            sink.send(["fatal", {"kind": type(error).__name__, "message": error.message, "hint": error.hint}, 0])
-        return error.exit_code
-    except Exception:
-        import traceback
-
-        traceback.print_exc()
-        return 1
-    return 0
-
-
-def _run(job: dict[str, Any], sink: _PipeSink) -> None:
-    from ._cache import CacheStore, LocalDirStore, Store
-    from ._engine import Target
-    from ._repo import Repo
-    from ._select import Selection
-
-    repo = Repo(*job["repo"])
-    where = job["store"]
-    store: Store = LocalDirStore(Path(where["local_dir"])) if "local_dir" in where else CacheStore(
-        Path(where["cache_dir"]), repo)
-    target = Target(repo=repo, endpoints=tuple(job["endpoints"]), selection=Selection(repo, job["commit"]),
-                    token=job["token"], store=store, offline=job["offline"])
-    files = [RemoteFile(*fields) for fields in job["files"]]
-    _fetch(target, job["commit"], job["endpoints"], _load(job["options"]), files, sink)
-
-
-def _fetch(target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
-           sink: _PipeSink) -> None:
-    from ._engine import Download
-
-    target = dataclasses.replace(target, endpoints=tuple(endpoints))
-    Download(target, options, sink).transfer(commit, files, {})
-
-
-def _stop_on_sigterm() -> None:
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _stop_at_eof(control: IO[Any]) -> None:
-    """The parent closed the helper's stdin (it is stopping, or gone): stop as Ctrl-C does, partials parked."""
-    control.read()
-    os.kill(os.getpid(), signal.SIGTERM)  # its handler raises KeyboardInterrupt (even where SIGINT is ignored)
-
-
