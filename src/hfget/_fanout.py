@@ -158,9 +158,7 @@ class Helper:
     def _receive(self, message: list[Any]) -> None:
         name, fields, received = message
         if name == "fatal":
-            kind = getattr(_errors, fields["kind"], HfgetError)
-            error = kind(fields["message"], hint=fields["hint"]) if issubclass(kind, HfgetError) else HfgetError(
-                fields["message"])
+            error = _rebuilt(fields["kind"], fields["message"], fields["hint"])
             with self._fatal_lock:
                 self.fatal, callback = error, self._on_fatal
             callback(error)
@@ -312,6 +310,17 @@ class _Forked:
     def kill(self) -> None:
         if self.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
+
+
+def _rebuilt(kind: str, message: str, hint: str | None) -> HfgetError:
+    """The helper's error as the same class here, where it takes a message and a hint (else the base class)."""
+    cls = getattr(_errors, kind, HfgetError)
+    try:
+        if isinstance(cls, type) and issubclass(cls, HfgetError):
+            return cls(message, hint=hint)
+    except TypeError:  # another signature (FileDownloadError's path): not an error that ends a run anyway
+        pass
+    return HfgetError(message, hint=hint)
 
 
 def _close(stream: IO[bytes] | None) -> None:

@@ -68,7 +68,7 @@ class PipeSink:
 
 
 def main() -> int:
-    """The spawned helper: read the job, fetch its files, report (see `_serve`)."""
+    """The spawned helper: read the job, fetch its files, report (see `serve`)."""
     events = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed goes to stderr, never into the events
     _stop_on_sigterm()
@@ -119,7 +119,8 @@ def _run(job: dict[str, Any], sink: PipeSink) -> None:
 
 
 def fetch(target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
-           sink: PipeSink) -> None:
+          sink: PipeSink) -> None:
+    """The helper's work: `files` fetched at `commit` from `endpoints` (in order) into the target's store."""
     from ._engine import Download
 
     target = dataclasses.replace(target, endpoints=tuple(endpoints))
@@ -127,8 +128,6 @@ def fetch(target: Target, commit: str, endpoints: list[str], options: Options, f
 
 
 def _stop_on_sigterm() -> None:
-    import signal
-
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
