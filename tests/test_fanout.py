@@ -218,7 +218,7 @@ def test_a_spawned_helper_gets_the_token_by_pipe_and_imports_nothing_from_the_wo
     sink = _Recorded()
 
     assert threading.active_count() > 1  # the Hub's threads: no fork, a fresh interpreter
-    helper = Helper.start(target, plan.commit, [hub.url], options, plan.to_fetch, sink)
+    helper = Helper.start(target, plan.commit, options, plan.to_fetch, sink)
     try:
         failures, received, left = helper.finish()
     finally:
@@ -245,7 +245,7 @@ def test_an_error_that_ends_the_helper_ends_the_run_with_the_same_error(hub: Hub
     hub.tokens.discard("hf_pipe_only_token")  # the token revoked once the files are listed: 401 for each
     heard: list[Exception] = []
 
-    helper = Helper.start(target, plan.commit, [hub.url], options, plan.to_fetch, _Recorded())
+    helper = Helper.start(target, plan.commit, options, plan.to_fetch, _Recorded())
     helper.when_fatal(heard.append)  # as it stops this process's transfers
     try:
         with pytest.raises(hfget.AuthError, match="refused access") as raised:

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -309,16 +309,13 @@ class Download:
         """Fetch the plan's files; with many small files, half of them in a helper process (_fanout.py)."""
         from . import _fanout
 
-        helped = _fanout.share(plan.to_fetch, plan.followers, self.options, hooked=self.on_written is not None)
-        if not helped:
+        split = _fanout.share(plan.to_fetch, plan.followers, self.options, hooked=self.on_written is not None)
+        if split is None:
             return self.transfer(plan.commit, plan.to_fetch, plan.followers)
-        own, theirs = _fanout.split(self.options)
-        helper = _fanout.Helper.start(self.target, plan.commit, list(self.mirrors.remaining), theirs, helped,
-                                      self.sink)
+        target = replace(self.target, endpoints=tuple(self.mirrors.remaining))  # the mirrors in use, in order
+        helper = _fanout.Helper.start(target, plan.commit, split.theirs, split.helped, self.sink)
         try:
-            kept = set(map(id, helped))
-            failures, received = self.transfer(plan.commit, [f for f in plan.to_fetch if id(f) not in kept],
-                                               plan.followers, own, on_start=helper)
+            failures, received = self.transfer(plan.commit, split.kept, plan.followers, split.own, helper=helper)
             more, extra, left = helper.finish()
             if left:  # the helper could not start, or died: this process fetches what it did not report
                 failures_left, received_left = self.transfer(plan.commit, left, {})
@@ -328,10 +325,11 @@ class Download:
             helper.stop()
 
     def transfer(self, commit: str, files: list[RemoteFile], followers: dict[str, list[RemoteFile]],
-                 options: Options | None = None, *, on_start: _fanout.Helper | None = None,
+                 options: Options | None = None, *, helper: _fanout.Helper | None = None,
                  ) -> tuple[list[FileDownloadError], int]:
         """Fetch `files` (see _transfer.py); publish each as soon as it is verified, then the files `followers`
-        lists after it. `on_start`, a helper process, stops these transfers if it meets an error that ends a run."""
+        lists after it. `helper`, a helper process beside, stops these transfers if it meets an error that ends a
+        run."""
         from ._transfer import Destination, Transfers
 
         store, repo = self.target.store, self.target.repo
@@ -344,8 +342,8 @@ class Download:
         )
         transfers = Transfers(mirrors=self.mirrors, token=self.target.token, sink=self.sink,
                               options=self.options if options is None else options, destination=destination)
-        if on_start is not None:
-            on_start.when_fatal(transfers.abort)
+        if helper is not None:
+            helper.when_fatal(transfers.abort)
         failures, received = transfers.run(files)
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))

@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from . import _errors, _events, _helper, _process
@@ -68,20 +68,32 @@ SPAWNED = ("import sys; getattr(sys.flags, 'safe_path', 0) or sys.path.pop(0); "
            "from hfget._helper import main; sys.exit(main())")
 
 
+@dataclass(frozen=True)
+class Share:
+    """How a run's files are split: `kept` here with `own` options, `helped` in the helper with `theirs`."""
+
+    kept: list[RemoteFile]
+    helped: list[RemoteFile]
+    own: Options
+    theirs: Options
+
+
 def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], options: Options, *,
-          hooked: bool) -> list[RemoteFile]:
-    """The files for a helper process to fetch (none when one is not worth it; see the module docstring)."""
+          hooked: bool) -> Share | None:
+    """The split of `files` with a helper process, or None when one is not worth it (see the module docstring)."""
     from ._verify import usable_cores
 
     if hooked or options.limit_rate or options.files_in_flight < 2 or not _process.owned() or usable_cores() < 2:
-        return []
+        return None
     small = [f for f in files if not options.splits(f.size) and f.path not in followers]
     large = sum(1 for f in files if options.splits(f.size))
-    own, _ = split(options)
-    if min(large, options.files_in_flight) * options.connections_per_file > own.max_connections:
-        return []  # the large files would get fewer connections (or lose their ranges) with the budget split
-    part = FORKED_SHARE if _forkable() else SPAWNED_SHARE
-    return small[1::2][:int(len(small) * part)] if len(small) >= FANOUT_MIN else []
+    own, theirs = split(options)
+    if len(small) < FANOUT_MIN or min(large, options.files_in_flight) * options.connections_per_file \
+            > own.max_connections:  # the large files would get fewer connections (or lose their ranges)
+        return None
+    helped = small[1::2][:int(len(small) * (FORKED_SHARE if _forkable() else SPAWNED_SHARE))]
+    chosen = set(map(id, helped))
+    return Share([f for f in files if id(f) not in chosen], helped, own, theirs)
 
 
 def split(options: Options) -> tuple[Options, Options]:
@@ -112,22 +124,20 @@ class Helper:
         self.reader: threading.Thread | None = None
 
     @classmethod
-    def start(cls, target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
+    def start(cls, target: Target, commit: str, options: Options, files: list[RemoteFile],
               sink: _events.Sink) -> Helper:
         """Fork this process when it has no other thread (the helper then needs no imports: about 0.5 s sooner at
-        work); else, or where there is no fork, start a fresh interpreter and send it the job."""
+        work); else start a fresh interpreter and send it the job (_helper.encode_job). `target.endpoints`: the
+        mirrors in use, in order."""
         job = None
         if _forkable():
             from . import _memory
 
             _memory.limit_arenas()  # once, here: the child inherits the setting, and ctypes with it
             process: _Child | None = _Forked.start(lambda events: _helper.serve(events, lambda sink: _helper.fetch(
-                target, commit, endpoints, options, files, sink)))
+                target, commit, options, files, sink)))
         else:
-            job = json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
-                              "endpoints": endpoints, "store": _store(target), "options": _dump(options),
-                              "token": target.token, "offline": target.offline,
-                              "files": [dataclasses.astuple(f) for f in files]})
+            job = _helper.encode_job(target, commit, options, files)
             process = _spawn()
         helper = cls(process, files, sink)
         if process is None:
@@ -329,18 +339,3 @@ def _close(stream: IO[bytes] | None) -> None:
             stream.close()
     except OSError:
         pass
-
-
-def _store(target: Target) -> dict[str, str]:
-    from ._cache import CacheStore, LocalDirStore
-
-    store = target.store
-    if isinstance(store, LocalDirStore):
-        return {"local_dir": str(store.root)}
-    assert isinstance(store, CacheStore)
-    return {"cache_dir": str(store.cache_dir)}
-
-
-def _dump(options: Options) -> dict[str, Any]:
-    fields = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
-    return {name: str(value) if isinstance(value, Path) else value for name, value in fields.items()}

@@ -32,8 +32,23 @@ RELAYED = {cls.__name__: cls for cls in (
     _events.HostLimited, _events.FirstByteAwaited)}
 
 
+def encode_job(target: Target, commit: str, options: Options, files: list[RemoteFile]) -> str:
+    """The job of a spawned helper, one JSON line (read back by `_run`): the token is in it, so it goes only
+    through the helper's stdin."""
+    from ._cache import CacheStore, LocalDirStore
+
+    store = target.store
+    assert isinstance(store, (CacheStore, LocalDirStore))
+    where = {"local_dir": str(store.root)} if isinstance(store, LocalDirStore) else {"cache_dir": str(store.cache_dir)}
+    settings = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    return json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
+                       "endpoints": target.endpoints, "store": where, "token": target.token, "offline": target.offline,
+                       "options": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
+                       "files": [dataclasses.astuple(f) for f in files]})
+
+
 def _load(fields: dict[str, Any]) -> Options:
-    """The options _fanout._dump wrote into the job."""
+    """The options `encode_job` wrote."""
     from ._options import Options
 
     paths = ("ca_bundle", "cache_dir", "local_dir")
@@ -71,7 +86,7 @@ def main() -> int:
     """The spawned helper: read the job, fetch its files, report (see `serve`)."""
     events = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything else printed goes to stderr, never into the events
-    _stop_on_sigterm()
+    _process.interrupt_on_sigterm()
     try:
         job = json.loads(sys.stdin.readline())
     except (ValueError, KeyboardInterrupt):  # stopped before its job came
@@ -84,7 +99,7 @@ def serve(events: IO[str], work: Callable[[PipeSink], None]) -> int:
     """Run the helper's work; exit 0, 130 when stopped, or an error's code (sent to the parent first). A bug ends
     the helper with its traceback on stderr, and the parent fetches the files it did not report."""
     _process.own()
-    _stop_on_sigterm()
+    _process.interrupt_on_sigterm()
     sink = PipeSink(events)
     try:
         work(sink)
@@ -115,23 +130,14 @@ def _run(job: dict[str, Any], sink: PipeSink) -> None:
     target = Target(repo=repo, endpoints=tuple(job["endpoints"]), selection=Selection(repo, job["commit"]),
                     token=job["token"], store=store, offline=job["offline"])
     files = [RemoteFile(*fields) for fields in job["files"]]
-    fetch(target, job["commit"], job["endpoints"], _load(job["options"]), files, sink)
+    fetch(target, job["commit"], _load(job["options"]), files, sink)
 
 
-def fetch(target: Target, commit: str, endpoints: list[str], options: Options, files: list[RemoteFile],
-          sink: PipeSink) -> None:
-    """The helper's work: `files` fetched at `commit` from `endpoints` (in order) into the target's store."""
+def fetch(target: Target, commit: str, options: Options, files: list[RemoteFile], sink: PipeSink) -> None:
+    """The helper's work: `files` fetched at `commit` from the target's endpoints (in order) into its store."""
     from ._engine import Download
 
-    target = dataclasses.replace(target, endpoints=tuple(endpoints))
     Download(target, options, sink).transfer(commit, files, {})
-
-
-def _stop_on_sigterm() -> None:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def stop_at_eof(control: IO[Any]) -> None:

@@ -19,3 +19,16 @@ def own() -> None:
 
 def owned() -> bool:
     return _owner
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (CI cancelling a job, `kill`, hfget stopping its helper) stops like Ctrl-C: partials kept, exit 130."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use)
+        pass

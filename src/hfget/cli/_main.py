@@ -13,27 +13,15 @@ from typing import Any
 import typer
 
 from .._errors import ExitCode
+from .._process import interrupt_on_sigterm
 from ._app import _APP, app, download
 from ._usage import completing
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM (CI cancelling a job, `kill`) stops like Ctrl-C: partials kept, exit 130."""
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use)
-        pass
 
 
 def run() -> None:
     from . import _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`: a module of its own)
 
-    _interrupt_on_sigterm()
+    interrupt_on_sigterm()
     try:
         _app_for(sys.argv[1:])()
     except KeyboardInterrupt:
