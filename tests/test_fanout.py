@@ -113,24 +113,32 @@ def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Pat
     assert set(_body_pids(hub)) == {os.getpid()}
 
 
+def _helper_after(hub: Hub, proc: subprocess.Popen, files: int) -> int:
+    """The pid of hfget's helper, once the Hub has served it `files` of the small files."""
+
+    def helper() -> int | None:
+        counts = Counter(s.pid for s in hub.requests(contains="/part-") if s.pid not in (None, proc.pid))
+        return next((pid for pid, n in counts.items() if n >= files), None)
+
+    wait_until(helper, f"the helper's first {files} files")
+    pid = helper()
+    assert pid is not None
+    return pid
+
+
 def test_a_helper_killed_midway_costs_no_file(hub: Hub, hf_home: Path):
     files = _repo(hub, count=FANOUT_MIN * 2)
-    hub.latency = 0.02  # long enough a run to kill its helper in the middle
+    hub.latency = 0.2  # the helper has seconds of work left when it is killed
     proc = _start(hub, "-q")
 
-    def helper_at_work() -> int | None:
-        with hub._lock:
-            counts = Counter(s.pid for s in hub.log if s.pid not in (None, proc.pid) and "/part-" in s.path)
-        return next((pid for pid, n in counts.items() if n >= 20), None)
-
-    wait_until(helper_at_work, "the helper's first 20 files")
-    helper = helper_at_work()
-    assert helper is not None
-    os.kill(helper, signal.SIGKILL)
+    os.kill(_helper_after(hub, proc, 20), signal.SIGKILL)
     stdout, stderr = finish(proc, "hfget after its helper was killed")
 
     assert proc.returncode == 0, stderr
     _check(Path(stdout.strip()), files)
+    hub.wait_idle()
+    fetched_here = {s.path for s in hub.requests(method="GET", contains="/part-") if s.pid == proc.pid}
+    assert len(fetched_here) > FANOUT_MIN  # more than its own half: it took back what the helper left
 
 
 def test_stopping_the_run_stops_its_helper(hub: Hub, hf_home: Path):
@@ -138,13 +146,7 @@ def test_stopping_the_run_stops_its_helper(hub: Hub, hf_home: Path):
     hub.latency = 0.2  # the helper has seconds of work left when hfget is stopped
     proc = _start(hub, "-q")
 
-    def helper_at_work() -> int | None:
-        with hub._lock:
-            return next((s.pid for s in hub.log if s.pid not in (None, proc.pid) and "/part-" in s.path), None)
-
-    wait_until(helper_at_work, "the helper's first file")
-    helper = helper_at_work()
-    assert helper is not None
+    helper = _helper_after(hub, proc, 1)
     proc.send_signal(signal.SIGTERM)  # to hfget alone, as `kill` or a CI runner sends it
     _, stderr = finish(proc, "hfget after SIGTERM")
 
