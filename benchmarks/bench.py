@@ -32,11 +32,11 @@ write speed is how fast the host hands pages back to the page cache: on this mac
 figure moves with what ran just before it.
 
 For `many` and the no-op re-runs the bench also times benchmarks/floor.py, alternating with the tools: the least
-a program on hfget's HTTP stack does for the scenario (the GETs from 64 threads, each body written, hashed, renamed
-into place and linked, without even the lookup and listing; or the one lookup of a re-run), with none of a
-downloader's other work. It is printed as "httpx2 floor" beside the ratio: a target below it is out of reach, on
-this machine, of a client on httpx2 in threads (httpx2's AsyncClient on one event loop measured slower for the
-same work).
+a program on hfget's HTTP stack does for the scenario (the GETs from 64 threads over two forked processes, as
+hfget splits many small files, each body written, hashed, renamed into place and linked, without even the lookup
+and listing; or the one lookup of a re-run), with none of a downloader's other work. It is printed as "httpx2
+floor" beside the ratio: a target below it is out of reach, on this machine, of a client on httpx2 (httpx2's
+AsyncClient on one event loop measured slower for the same work than threads).
 
 Runs of the tools alternate; each download goes to a fresh cache and every output file is checked against the
 source's sha256 before its time counts. The caches of `many` are deleted when the scenario ends, not between runs:
