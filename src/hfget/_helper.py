@@ -97,9 +97,9 @@ def main() -> int:
 
 def serve(events: IO[str], work: Callable[[PipeSink], None]) -> int:
     """Run the helper's work; exit 0, 130 when stopped, or an error's code (sent to the parent first). A bug ends
-    the helper with its traceback on stderr, and the parent fetches the files it did not report."""
+    the helper with its traceback on stderr, and the parent fetches the files it did not report. SIGTERM already
+    stops it as Ctrl-C does: `main` set that, and a fork has the CLI's handler."""
     _process.own()
-    _process.interrupt_on_sigterm()
     sink = PipeSink(events)
     try:
         work(sink)
