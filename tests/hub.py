@@ -214,7 +214,6 @@ class Hub:
         self._release = threading.Event()  # set to end the stalls under way (`release_stalls`)
         self._stopped = False
         self.peer_pids = False  # log which local process sent each request (Linux /proc; see `peer_pid`)
-        self._pids: dict[tuple[int, int], int | None] = {}  # (client port, server port) -> process
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -365,11 +364,8 @@ class Hub:
             return self._active
 
     def peer_pid(self, port: int, server_port: int) -> int | None:
-        """The local process whose TCP socket goes from `port` to `server_port` (asked while the connection is open,
+        """The local process whose TCP socket goes from `port` to `server_port` (asked when the connection is set up,
         so it is there; the first process found that holds it: a forked child holds its parent's sockets too)."""
-        with self._lock:
-            if (port, server_port) in self._pids:
-                return self._pids[(port, server_port)]
         inodes = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(table) as rows:
@@ -378,17 +374,13 @@ class Hub:
                     ports = (int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16))
                     if ports == (port, server_port):
                         inodes.add(f"socket:[{fields[9]}]")
-        found = None
         for fd in Path("/proc").glob("[0-9]*/fd/*"):
             try:
                 if os.readlink(fd) in inodes:
-                    found = int(fd.parts[2])
-                    break
+                    return int(fd.parts[2])
             except OSError:
                 continue
-        with self._lock:
-            self._pids[(port, server_port)] = found
-        return found
+        return None
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Wait until no request is being served (e.g. the one a killed client left behind). The deadline is a
@@ -509,6 +501,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # silence the default stderr log
         pass
 
+    def setup(self) -> None:
+        """Once per connection: which process opened it, when the Hub is asked to log that."""
+        super().setup()
+        hub = self.server.hub
+        self.peer_process = hub.peer_pid(int(self.client_address[1]), self.server.server_address[1]) \
+            if hub.peer_pids else None
+
     def do_HEAD(self) -> None:
         self._handle("HEAD")
 
@@ -529,7 +528,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         self.raw_path, self.query = parts.path, parse_qs(parts.query)
         hub = self.server.hub
-        pid = hub.peer_pid(int(self.client_address[1]), self.server.server_address[1]) if hub.peer_pids else None
         with hub._lock:
             hub._active += 1
             hub._open[self.server.origin] = hub._open.get(self.server.origin, 0) + 1
@@ -581,7 +579,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 peer=(str(self.client_address[0]), int(self.client_address[1])),
                 headers={name.lower(): value for name, value in self.headers.items()},
                 query=self.query,
-                pid=pid,
+                pid=self.peer_process,
             )
             with hub._lock:  # logged before it stops counting as active: wait_idle() then sees its entry
                 hub.log.append(served)
