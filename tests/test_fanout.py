@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 import hfget
-from hfget._engine import Download, resolve_target
+from hfget._engine import Download
 from hfget._events import FileDone
 from hfget._fanout import FANOUT_MIN, Helper
 from hfget._options import Options
+from hfget._target import resolve_target
 from hfget._verify import usable_cores
 from hub import Hub
 from waiting import finish, wait_until

@@ -56,6 +56,29 @@ def test_a_cached_rerun_of_a_branch_makes_one_small_request(hub: Hub, run_hfget,
     assert hub.log[-1].sent > 20 * lookup.sent
 
 
+def test_the_listing_and_the_cache_tag_are_kept_whether_files_are_fetched_or_not(hub: Hub, run_hfget,
+                                                                                  tmp_path: Path):
+    """Both are written beside the transfers (on a thread), or before the end of a run that fetches nothing: either
+    way they are there when the run ends, and the next run asks only for the revision."""
+    hub.create_repo("org/many", MANY)
+    trees, tag = tmp_path / "models--org--many" / "trees", tmp_path / "CACHEDIR.TAG"
+
+    def run() -> list[str]:
+        hub.clear_log()
+        result = run_hfget("org/many", "--endpoint", hub.url, "--cache-dir", str(tmp_path), "-q")
+        assert result.returncode == 0, result.stderr
+        [listing] = trees.iterdir()
+        assert tag.is_file() and len(json.loads(listing.read_text())["files"]) == len(MANY)
+        hub.wait_idle()
+        return [s.path for s in hub.log]
+
+    assert len([p for p in run() if "/resolve/" in p]) == len(MANY)
+    for kept in [*trees.iterdir(), tag]:
+        kept.unlink()
+    assert [p for p in run() if "/resolve/" in p] == []  # every file present: the listing is asked for again
+    assert run() == ["/api/models/org/many/revision/main"]
+
+
 def test_a_mirror_that_ignores_expand_still_serves_downloads_and_reruns(hub: Hub, run_hfget, tmp_path: Path):
     hub.create_repo("org/model", {"config.json": b"{}", "model.safetensors": os.urandom(1 << 20)})
     hub.ignore_expand = True  # every property, every file named: read the same way

@@ -45,6 +45,7 @@ class Store(Protocol):
     def lock_file(self) -> Path: ...
     # changes
     def prepare(self) -> None: ...
+    def label(self) -> None: ...
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
     def adopt(self, commit: str, file: RemoteFile) -> bool: ...
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None: ...
@@ -71,6 +72,9 @@ class CacheStore:
             (self.storage / "snapshots").mkdir(exist_ok=True)
         except OSError as error:
             raise storage_error(error, self.storage, action="create") from None
+
+    def label(self) -> None:
+        """CACHEDIR.TAG at the cache's top, which backup tools skip (huggingface_hub's writer; it ignores errors)."""
         _compat.create_cachedir_tag(self.cache_dir)
 
     def output_path(self, commit: str) -> Path:
@@ -202,6 +206,9 @@ class LocalDirStore:
             self.meta_root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise storage_error(error, self.root, action="create") from None
+
+    def label(self) -> None:
+        pass  # a plain folder: nothing to tag
 
     def output_path(self, commit: str) -> Path:
         return self.root

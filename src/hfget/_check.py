@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ._engine import Download, resolve_target
+from ._engine import Download
 from ._errors import NetworkError, StorageError
 from ._events import NullSink, Sink
 from ._models import RemoteFile
 from ._options import Options
 from ._repo import is_commit
 from ._select import DEFAULT, Wanted, select
+from ._target import resolve_target
 from ._verify import check_file
 
 

@@ -28,9 +28,12 @@ def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
     A re-run reads it on every start, and huggingface_hub's reader imports most of huggingface_hub (a tenth of a
     second), so a file of the format this reader knows (format_version 1, every entry well-formed) is read here;
     anything else (another version, a damaged file) goes to huggingface_hub's own reader, which decides."""
-    fast = _read_tree_v1(folder / "trees" / f"{commit}.json")
+    path = folder / "trees" / f"{commit}.json"
+    fast = _read_tree_v1(path)
     if fast is not None:
         return fast
+    if not path.exists():  # nothing cached (a first download): no reader to import (20 ms) to be told so
+        return None
     from huggingface_hub._tree_cache import read_tree_cache
 
     listing = read_tree_cache(str(folder), commit)

@@ -2,15 +2,21 @@
 
     download(repo, ...) / plan(repo, ...)      the public entry points (`hfget.download`, `hfget.plan`)
       Options.build()      -> Options          flags or keywords > HFGET_* > config file > defaults (_options.py)
-      resolve_target()     -> Target           repo, endpoints, revision, token, store: no I/O
+      resolve_target()     -> Target           repo, endpoints, revision, token, store: no I/O (_target.py)
       Download.resolve()   -> commit           a commit needs no request; a branch costs one;
                                                HF_HUB_OFFLINE reads refs/ from the cache
-      Download.listing()   -> [RemoteFile]     trees/<commit>.json if cached, else the Hub's tree (all pages)
+      Download.listing()   -> [RemoteFile]     trees/<commit>.json if cached, else the Hub's tree (all pages),
+                                               kept there for the next run
       select()             -> [RemoteFile]     FILES, then --quant, --include/--exclude (_select.py)
       Download.plan()      -> Plan             present files skipped, known blobs linked, partials measured
       Download.run()                           the transfers (_transfer.py); every file is fetched at the one
                                                commit resolved at the start, so a push during the download
                                                cannot mix two commits
+
+Writes that no transfer waits for (the listing kept in trees/, the cache's CACHEDIR.TAG: 40-100 ms of JSON and
+imports for a listing of 2,000 files) are made on a thread started with the transfers (`_meanwhile`), while the
+first requests are in flight and the CPU has nothing else to do, instead of before the first request. Both writers
+are huggingface_hub's, and both ignore a failure: a read-only cache still serves.
 
 `Download(..., on_written=hook)`: `hook(file, partial, prefix)` hears, while a file is fetched, that its partial
 file holds its first `prefix` bytes (unverified; see _transfer.py for the rules). `hfget serve` streams from it.
@@ -21,22 +27,16 @@ Events go to the sink (see _events.py); errors are HfgetError subclasses (see _e
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cache import CacheStore, LocalDirStore, Store
-from ._errors import (
-    FileDownloadError,
-    IncompleteDownloadError,
-    NetworkError,
-    StorageError,
-    UsageError,
-)
+from ._cache import Store
+from ._errors import FileDownloadError, IncompleteDownloadError, NetworkError, StorageError
 from ._events import (
     DownloadFinished,
     DownloadPlanned,
@@ -53,9 +53,10 @@ from ._hub import Metadata, Served, lacks_commit
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import Network
-from ._repo import DEFAULT_ENDPOINT, Repo, RepoSpec, is_commit, normalize_endpoint, parse_repo, resolve_url
+from ._repo import is_commit, resolve_url
 from ._retry import RetryPolicy
-from ._select import DEFAULT, Selection, Wanted, select
+from ._select import DEFAULT, Wanted, select
+from ._target import Target, resolve_target
 
 if TYPE_CHECKING:
     from . import _fanout
@@ -63,22 +64,6 @@ if TYPE_CHECKING:
     from ._transfer import OnWritten
 
 CONFIRM_WAIT = 30.0  # seconds at most for another mirror's answer about a pinned commit (nothing waits for it)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Everything a download needs to know before its first request."""
-
-    repo: Repo
-    endpoints: tuple[str, ...]  # the endpoint to use, then the mirrors to fail over to
-    selection: Selection
-    token: str | None = field(repr=False)
-    store: Store
-    offline: bool
-
-    @property
-    def revision(self) -> str:
-        return self.selection.revision
 
 
 @dataclass
@@ -94,59 +79,6 @@ class Plan:
         return len(self.to_fetch) + sum(len(f) for f in self.followers.values())
 
 
-def resolve_target(repo: str, files: Sequence[str], options: Options, wanted: Wanted = DEFAULT) -> Target:
-    """Turn what the caller asked for into a Target (no I/O)."""
-    from huggingface_hub import constants
-
-    from ._compat import get_token
-
-    spec = parse_repo(repo, repo_type=wanted.repo_type)
-    if options.cache_dir is not None and options.local_dir is not None:
-        raise UsageError("Use --cache-dir or --local-dir, not both.")
-    store: Store
-    if options.local_dir is not None:
-        if Path(options.local_dir).expanduser().exists() and not Path(options.local_dir).expanduser().is_dir():
-            raise UsageError(f"--local-dir {options.local_dir} is a file, not a folder.",
-                             hint="Name a folder (it is created if missing).")
-        store = LocalDirStore(Path(options.local_dir))
-    else:
-        store = CacheStore(Path(options.cache_dir or constants.HF_HUB_CACHE), spec.repo)
-    paths = tuple(f.strip("/") if not f.endswith("/") else f for f in files)
-    if spec.path:
-        paths += (spec.path,)
-    quant = wanted.quant.strip() if wanted.quant else None
-    selection = Selection(repo=spec.repo, revision=wanted.revision or spec.revision or "main", files=paths,
-                          include=wanted.include, exclude=wanted.exclude, quant=quant)
-    return Target(repo=spec.repo, endpoints=choose_endpoints(spec, options), selection=selection,
-                  token=options.token or get_token(), store=store,
-                  offline=constants.is_offline_mode() if options.offline is None else options.offline)
-
-
-def choose_endpoints(spec: RepoSpec, options: Options) -> tuple[str, ...]:
-    """--endpoint, else --mirror (or mirrors=), else the repo URL's host, else HFGET_MIRROR, else HF_ENDPOINT,
-    else the config file's mirrors, else huggingface.co."""
-    mirror_origin = options.origins.get("mirror", "default")
-    if options.endpoint and options.mirror and mirror_origin == "explicit":
-        raise UsageError("Use --endpoint or --mirror, not both.")
-    if options.endpoint and spec.endpoint and normalize_endpoint(options.endpoint) != spec.endpoint:
-        raise UsageError(f"The repo URL names {spec.endpoint} and --endpoint names {options.endpoint}.",
-                         hint="Give the endpoint once: a plain org/name with --endpoint, or the URL alone.")
-    chosen: Sequence[str]
-    if options.endpoint:
-        chosen = [options.endpoint]
-    elif options.mirror and mirror_origin == "explicit":
-        chosen = options.mirror
-    elif spec.endpoint:  # a repo URL names its host: no setting sends it (or the token) elsewhere
-        chosen = [spec.endpoint]
-    elif options.mirror and mirror_origin == "environment":
-        chosen = options.mirror
-    elif os.environ.get("HF_ENDPOINT"):
-        chosen = [os.environ["HF_ENDPOINT"]]
-    else:
-        chosen = options.mirror or [DEFAULT_ENDPOINT]
-    return tuple(dict.fromkeys(normalize_endpoint(e) for e in chosen))
-
-
 class Download:
     """One run against one target: resolve, list, plan, fetch, publish."""
 
@@ -159,6 +91,7 @@ class Download:
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
                                  deadline=options.metadata_deadline)
+        self._later = _Later()  # writes no transfer waits for
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))
@@ -238,28 +171,37 @@ class Download:
             )
         files = self.metadata.list_files(self.target.repo, commit)
         if write:
-            self.target.store.prepare()
-            self.target.store.write_listing(commit, files)
+            self._prepare()
+            self._later.add(lambda: self.target.store.write_listing(commit, files))
         return files
 
     def plan(self, *, dry_run: bool = False) -> Plan:
         """What a run would fetch. With `dry_run` no file body is requested and nothing is written."""
+        plan = self._planned(dry_run=dry_run)
+        self._later.now()
+        return plan
+
+    def _planned(self, *, dry_run: bool) -> Plan:
         commit = self.resolve()
         selected = select(self.listing(commit, write=not dry_run), self.target.selection)
         return self._plan(commit, selected, dry_run=dry_run)
 
     def run(self) -> Path:
         started = time.monotonic()
-        plan = self.plan()
+        plan = self._planned(dry_run=False)
         store, commit = self.target.store, plan.commit
         output = store.output_path(commit)
         if plan.to_fetch or not output.is_dir():
-            store.prepare()
+            self._prepare()
             output.mkdir(parents=True, exist_ok=True)
         store.record_ref(self.target.revision, commit)
         if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
             self._confirm_mirrors(commit)
-        failures, fetched_bytes = self._fetch(plan) if plan.to_fetch else ([], 0)
+        if plan.to_fetch:
+            failures, fetched_bytes = self._fetch(plan)
+        else:
+            self._later.now()
+            failures, fetched_bytes = [], 0
         failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
         self.sink.handle(DownloadFinished(
             path=output, commit=commit, files_fetched=plan.files_to_write - failed,
@@ -273,7 +215,7 @@ class Download:
         store = self.target.store
         absent = [f for f in selected if not store.is_present(commit, f)]
         if absent and not dry_run:
-            store.prepare()
+            self._prepare()
         missing = [f for f in absent if not (store.can_adopt(f) if dry_run else store.adopt(commit, f))]
         to_fetch, followers = _leaders(store, missing)
         on_disk = _partials(store, to_fetch)
@@ -311,11 +253,14 @@ class Download:
 
         split = _fanout.share(plan.to_fetch, plan.followers, self.options, hooked=self.on_written is not None)
         if split is None:
-            return self.transfer(plan.commit, plan.to_fetch, plan.followers)
+            with self._later.meanwhile():
+                return self.transfer(plan.commit, plan.to_fetch, plan.followers)
         target = replace(self.target, endpoints=tuple(self.mirrors.remaining))  # the mirrors in use, in order
         helper = _fanout.Helper.start(target, plan.commit, split.theirs, split.helped, self.sink)
         try:
-            failures, received = self.transfer(plan.commit, split.kept, plan.followers, split.own, helper=helper)
+            with self._later.meanwhile():  # after the fork: a thread must not be running then
+                failures, received = self.transfer(plan.commit, split.kept, plan.followers, split.own,
+                                                   helper=helper)
             more, extra, left = helper.finish()
             if left:  # the helper could not start, or died: this process fetches what it did not report
                 failures_left, received_left = self.transfer(plan.commit, left, {})
@@ -323,6 +268,11 @@ class Download:
             return failures + more, received + extra
         finally:
             helper.stop()
+
+    def _prepare(self) -> None:
+        """The store's folders, made now; its label (CACHEDIR.TAG) is left for later."""
+        self.target.store.prepare()
+        self._later.add(self.target.store.label)
 
     def transfer(self, commit: str, files: list[RemoteFile], followers: dict[str, list[RemoteFile]],
                  options: Options | None = None, *, helper: _fanout.Helper | None = None,
@@ -348,6 +298,47 @@ class Download:
         for failure in failures:
             self.sink.handle(FileFailed(failure.path, failure.message))
         return failures, received
+
+
+class _Later:
+    """Writes no transfer waits for (the listing, CACHEDIR.TAG): made on a thread beside the transfers
+    (`meanwhile`), or `now`."""
+
+    def __init__(self) -> None:
+        self.work: list[Callable[[], None]] = []
+
+    def add(self, write: Callable[[], None]) -> None:
+        if write not in self.work:
+            self.work.append(write)
+
+    def now(self) -> None:
+        work, self.work = self.work, []
+        for write in work:
+            write()
+
+    @contextmanager
+    def meanwhile(self) -> Iterator[None]:
+        """The writes on a thread while the body runs, ended before it returns: a run's end is reported after them.
+        An error there (a bug: the writers ignore OSError) is raised once the body is done."""
+        if not self.work:
+            yield
+            return
+        failed: list[BaseException] = []
+
+        def save() -> None:
+            try:
+                self.now()
+            except BaseException as error:  # raised in the caller's thread, below
+                failed.append(error)
+
+        thread = threading.Thread(target=save, daemon=True, name="hfget-bookkeeping")
+        thread.start()
+        try:
+            yield
+        finally:
+            thread.join()
+        if failed:
+            raise failed[0]
 
 
 @dataclass

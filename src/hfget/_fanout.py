@@ -54,8 +54,8 @@ from ._errors import FileDownloadError, HfgetError
 from ._models import RemoteFile
 
 if TYPE_CHECKING:
-    from ._engine import Target
     from ._options import Options
+    from ._target import Target
 
 FANOUT_MIN = 256  # small files to fetch before a helper pays for its start (~0.3 s of CPU for its imports)
 # of the small files, a helper's share: half for a fork; a spawned one starts later by its imports (measured: with

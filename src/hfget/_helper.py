@@ -23,8 +23,8 @@ from ._errors import HfgetError
 from ._models import RemoteFile
 
 if TYPE_CHECKING:
-    from ._engine import Target
     from ._options import Options
+    from ._target import Target
 
 # the events a helper sends: plain fields only (str, int, float), rebuilt here by name
 RELAYED = {cls.__name__: cls for cls in (
@@ -119,9 +119,9 @@ def serve(events: IO[str], work: Callable[[PipeSink], None]) -> int:
 
 def _run(job: dict[str, Any], sink: PipeSink) -> None:
     from ._cache import CacheStore, LocalDirStore, Store
-    from ._engine import Target
     from ._repo import Repo
     from ._select import Selection
+    from ._target import Target
 
     repo = Repo(*job["repo"])
     where = job["store"]

@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from ._diskio import write_atomically
-from ._engine import Download, resolve_target
+from ._engine import Download
 from ._errors import NetworkError, UsageError
 from ._events import Event, NullSink, RevisionResolved, Sink
 from ._options import Options, check_keys, names, read_toml
 from ._select import Wanted
+from ._target import resolve_target
 
 LOCK_VERSION = 1
 _ENTRY_KEYS = ("id", "type", "revision", "include", "exclude", "quant", "local_dir")

@@ -30,10 +30,10 @@ def probe_mirrors(
     from huggingface_hub import get_token
 
     from .. import _probe
-    from .._engine import choose_endpoints
     from .._errors import UsageError
     from .._options import Options
     from .._repo import normalize_endpoint, parse_repo
+    from .._target import choose_endpoints
     from ._render import QuietSink
 
     with _errors_to_exit_codes(debug, QuietSink()):

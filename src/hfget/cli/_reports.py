@@ -48,9 +48,9 @@ def show_sync(results: list[SyncResult], *, quiet: bool) -> bool:
 def show_settings() -> None:
     from huggingface_hub import constants
 
-    from .._engine import choose_endpoints
     from .._options import Options, config_path, describe
     from .._repo import parse_repo
+    from .._target import choose_endpoints
 
     options = Options.build({}, caller="flag")
     path = config_path()

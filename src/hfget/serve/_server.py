@@ -106,7 +106,7 @@ def _announce(config: ServeConfig, port: int) -> None:
 
 
 def _endpoints(options: Options) -> tuple[str, ...]:
-    from .._engine import choose_endpoints
     from .._repo import Repo, RepoSpec
+    from .._target import choose_endpoints
 
     return choose_endpoints(RepoSpec(Repo("serve")), options)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._cache import CacheStore
-from .._engine import Download, Target, resolve_target
+from .._engine import Download
 from .._errors import (
     AuthError,
     GatedRepoError,
@@ -48,6 +48,7 @@ from .._models import RemoteFile
 from .._options import Options
 from .._repo import Repo, is_commit
 from .._select import Wanted
+from .._target import Target, resolve_target
 from ._routes import HubError
 
 BRANCH_TTL = 5.0
@@ -202,6 +203,7 @@ class Source:
         try:
             store.prepare()
             store.write_listing(commit, files)
+            store.label()
         except (OSError, HfgetError):
             pass  # a read-only cache: served from memory
         return files
