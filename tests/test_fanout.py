@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 import hfget
 from hfget._engine import Download
 from hfget._events import FileDone
-from hfget._fanout import FANOUT_MIN, Helper
+from hfget._fanout import FANOUT_MIN, FORKED_SHARE, SPAWNED_SHARE, Helper
 from hfget._options import Options
 from hfget._target import resolve_target
 from hfget._verify import usable_cores
@@ -72,6 +73,28 @@ def test_many_small_files_come_from_two_processes_with_one_event_each(hub: Hub, 
     assert pids[helper] >= FANOUT_MIN // 3  # a real share of the small files, not a stray request
     # each file was asked for once: no file fetched by both processes
     assert set(Counter(s.path for s in hub.requests(method="GET", contains="/part-")).values()) == {1}
+
+
+def test_a_run_on_a_terminal_forks_its_helper_and_draws_its_bars(hub: Hub, hf_home: Path, tmp_path: Path):
+    """The progress bars' redraw thread starts with the transfers, after the fork: on a terminal the helper is a
+    fork, whose share is half the small files (a spawned one, later at work, takes fewer: SPAWNED_SHARE)."""
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("no `script` to give hfget a terminal")
+    files = _repo(hub)
+    small = [path for path in files if "/part-" in path]
+    log = tmp_path / "tty.log"
+    command = f"{sys.executable} -m hfget org/many --endpoint {hub.url}"
+    proc = subprocess.run(["script", "-qefc", command, str(log)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "120", "TERM": "xterm"}, stdin=subprocess.DEVNULL)
+
+    assert proc.returncode == 0, proc.stdout
+    screen = log.read_text(errors="replace")
+    assert "\x1b[" in screen and re.search(rf"done: {len(files)} files, [\d.]+ MB in", screen)
+    pids = _body_pids(hub)
+    assert len(pids) == 2 and min(pids.values()) == int(len(small) * FORKED_SHARE), pids
+    assert FORKED_SHARE > SPAWNED_SHARE
 
 
 def test_a_run_started_with_sigchld_ignored_still_ends_well(hub: Hub, hf_home: Path):

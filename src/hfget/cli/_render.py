@@ -143,7 +143,11 @@ class QuietSink(PlainSink):
 
 class TerminalSink(PlainSink):
     """A terminal: one overall bar (bytes, speed, ETA, files done/total), a bar per large file in flight, redrawn
-    ten times a second; when the run ends the bars go and a one-line summary stays."""
+    ten times a second; when the run ends the bars go and a one-line summary stays.
+
+    The bars are made when the plan is known but drawn from the transfers' first event on: their redraw is a
+    thread, and until then the process runs none, so the engine can fork a helper process (_fanout.py: a fork is
+    safe only without other threads, and starts about 0.5 s sooner than a fresh interpreter)."""
 
     LARGE = 8 << 20  # files this big get a bar of their own
 
@@ -158,6 +162,7 @@ class TerminalSink(PlainSink):
         self._bars: dict[str, TaskID] = {}
         self._last = 0.0
         self._endpoint: str | None = None
+        self._drawing = False
 
     def handle(self, event: Event) -> None:
         from rich.progress import (
@@ -180,9 +185,10 @@ class TerminalSink(PlainSink):
             self.files_total, self.files_done = event.files_to_fetch, 0
             self.task = progress.add_task(self._label(), total=event.bytes_to_fetch + event.bytes_on_disk,
                                           completed=event.bytes_on_disk)
-            progress.start()
-            self.progress = progress
+            self.progress, self._drawing = progress, False
             return
+        if not isinstance(event, DownloadFinished):
+            self._draw()
         if isinstance(event, FileStarted):
             if self.progress is not None and event.size >= self.LARGE:
                 name = event.path if len(event.path) <= 40 else "…" + event.path[-39:]
@@ -213,7 +219,18 @@ class TerminalSink(PlainSink):
     def _label(self) -> str:
         return f"{self.files_done}/{self.files_total} files"
 
+    def _draw(self) -> None:
+        """Start the bars' redraw thread, once the transfers have begun (see the class docstring)."""
+        if self._drawing:
+            return
+        with self._lock:
+            if self._drawing or self.progress is None:
+                return
+            self._drawing = True
+            self.progress.start()
+
     def advance(self, path: str, nbytes: int) -> None:
+        self._draw()
         with self._lock:
             self._pending[path] = self._pending.get(path, 0) + nbytes
             now = time.monotonic()
