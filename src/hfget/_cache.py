@@ -46,6 +46,7 @@ class Store(Protocol):
     # changes
     def prepare(self) -> None: ...
     def label(self) -> None: ...
+    def writers(self) -> tuple[str, ...]: ...
     def write_listing(self, commit: str, files: list[RemoteFile]) -> None: ...
     def adopt(self, commit: str, file: RemoteFile) -> bool: ...
     def publish(self, commit: str, file: RemoteFile, partial: Path) -> None: ...
@@ -76,6 +77,11 @@ class CacheStore:
     def label(self) -> None:
         """CACHEDIR.TAG at the cache's top, which backup tools skip (huggingface_hub's writer; it ignores errors)."""
         _compat.create_cachedir_tag(self.cache_dir)
+
+    def writers(self) -> tuple[str, ...]:
+        """The modules a first download's writes will import (the listing's, the tag's if the cache has none)."""
+        tagged = (self.cache_dir / "CACHEDIR.TAG").exists()
+        return ("huggingface_hub._tree_cache",) + (() if tagged else ("huggingface_hub._local_folder",))
 
     def output_path(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
@@ -209,6 +215,9 @@ class LocalDirStore:
 
     def label(self) -> None:
         pass  # a plain folder: nothing to tag
+
+    def writers(self) -> tuple[str, ...]:
+        return "huggingface_hub._tree_cache", "huggingface_hub._local_folder"  # the listing, each file's record
 
     def output_path(self, commit: str) -> Path:
         return self.root

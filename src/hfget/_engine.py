@@ -13,10 +13,8 @@
                                                commit resolved at the start, so a push during the download
                                                cannot mix two commits
 
-Writes that no transfer waits for (the listing kept in trees/, the cache's CACHEDIR.TAG: 40-100 ms of JSON and
-imports for a listing of 2,000 files) are made on a thread started with the transfers (`_meanwhile`), while the
-first requests are in flight and the CPU has nothing else to do, instead of before the first request. Both writers
-are huggingface_hub's, and both ignore a failure: a read-only cache still serves.
+Work beside the network (_meanwhile.py): while the listing is awaited, a thread imports what the transfers will
+need; the listing and CACHEDIR.TAG are written beside the first requests instead of before them.
 
 `Download(..., on_written=hook)`: `hook(file, partial, prefix)` hears, while a file is fetched, that its partial
 file holds its first `prefix` bytes (unverified; see _transfer.py for the rules). `hfget serve` streams from it.
@@ -29,8 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +47,7 @@ from ._events import (
     Sink,
 )
 from ._hub import Metadata, Served, lacks_commit
+from ._meanwhile import Meanwhile
 from ._mirrors import Mirrors
 from ._models import RemoteFile
 from ._network import Network
@@ -63,6 +61,7 @@ if TYPE_CHECKING:
     from ._options import Options
     from ._transfer import OnWritten
 
+TRANSFERS = ("hfget._fanout", "hfget._transfer")  # what a run that fetches imports (_meanwhile.py)
 CONFIRM_WAIT = 30.0  # seconds at most for another mirror's answer about a pinned commit (nothing waits for it)
 
 
@@ -91,7 +90,7 @@ class Download:
         self.metadata = Metadata(self.mirrors, target.token, policy=RetryPolicy(options.retries), sink=sink,
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
                                  deadline=options.metadata_deadline)
-        self._later = _Later()  # writes no transfer waits for
+        self._later = Meanwhile()  # imports and writes made beside the network
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))
@@ -169,6 +168,8 @@ class Download:
                 f"HF_HUB_OFFLINE is set and the file list of {self.target.repo}@{commit[:12]} is not in the cache.",
                 hint="Unset HF_HUB_OFFLINE to download it.",
             )
+        if write:
+            self._later.warm(TRANSFERS + self.target.store.writers())
         files = self.metadata.list_files(self.target.repo, commit)
         if write:
             self._prepare()
@@ -197,6 +198,7 @@ class Download:
         store.record_ref(self.target.revision, commit)
         if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
             self._confirm_mirrors(commit)
+        self._later.warmed()
         if plan.to_fetch:
             failures, fetched_bytes = self._fetch(plan)
         else:
@@ -217,8 +219,9 @@ class Download:
         if absent and not dry_run:
             self._prepare()
         missing = [f for f in absent if not (store.can_adopt(f) if dry_run else store.adopt(commit, f))]
-        to_fetch, followers = _leaders(store, missing)
-        on_disk = _partials(store, to_fetch)
+        partials = {f.path: store.partial_path(f) for f in missing}  # one Path per file: ~3 us each
+        to_fetch, followers = _leaders(missing, partials)
+        on_disk = _partials(to_fetch, partials)
         free = _free_space(store.output_path(commit))
         missing_bytes = sum(f.size for f in to_fetch) - sum(on_disk.values())
         if to_fetch and not dry_run:
@@ -300,47 +303,6 @@ class Download:
         return failures, received
 
 
-class _Later:
-    """Writes no transfer waits for (the listing, CACHEDIR.TAG): made on a thread beside the transfers
-    (`meanwhile`), or `now`."""
-
-    def __init__(self) -> None:
-        self.work: list[Callable[[], None]] = []
-
-    def add(self, write: Callable[[], None]) -> None:
-        if write not in self.work:
-            self.work.append(write)
-
-    def now(self) -> None:
-        work, self.work = self.work, []
-        for write in work:
-            write()
-
-    @contextmanager
-    def meanwhile(self) -> Iterator[None]:
-        """The writes on a thread while the body runs, ended before it returns: a run's end is reported after them.
-        An error there (a bug: the writers ignore OSError) is raised once the body is done."""
-        if not self.work:
-            yield
-            return
-        failed: list[BaseException] = []
-
-        def save() -> None:
-            try:
-                self.now()
-            except BaseException as error:  # raised in the caller's thread, below
-                failed.append(error)
-
-        thread = threading.Thread(target=save, daemon=True, name="hfget-bookkeeping")
-        thread.start()
-        try:
-            yield
-        finally:
-            thread.join()
-        if failed:
-            raise failed[0]
-
-
 @dataclass
 class _Publisher:
     """Puts verified files in place and links the files of the same content after them."""
@@ -369,13 +331,14 @@ class _Publisher:
         return True
 
 
-def _leaders(store: Store, missing: list[RemoteFile]) -> tuple[list[RemoteFile], dict[str, list[RemoteFile]]]:
-    """One fetch per content (e.g. several empty __init__.py: one blob); the others follow it."""
+def _leaders(missing: list[RemoteFile], partials: dict[str, Path],
+             ) -> tuple[list[RemoteFile], dict[str, list[RemoteFile]]]:
+    """One fetch per content (e.g. several empty __init__.py: one blob, one partial); the others follow it."""
     to_fetch: list[RemoteFile] = []
     followers: dict[str, list[RemoteFile]] = {}
     leaders: dict[Path, RemoteFile] = {}
     for file in missing:
-        leader = leaders.setdefault(store.partial_path(file), file)
+        leader = leaders.setdefault(partials[file.path], file)
         if leader is file:
             to_fetch.append(file)
         else:
@@ -383,13 +346,13 @@ def _leaders(store: Store, missing: list[RemoteFile]) -> tuple[list[RemoteFile],
     return to_fetch, followers
 
 
-def _partials(store: Store, to_fetch: list[RemoteFile]) -> dict[str, int]:
+def _partials(to_fetch: list[RemoteFile], partials: dict[str, Path]) -> dict[str, int]:
     """Bytes already in partial files, by path (none to look at on a re-run with everything present)."""
     if not to_fetch:
         return {}
     from . import _ownership
 
-    return {f.path: n for f in to_fetch if (n := _ownership.resumable_bytes(store.partial_path(f), f))}
+    return {f.path: n for f in to_fetch if (n := _ownership.resumable_bytes(partials[f.path], f))}
 
 
 def _existing_folder(target: Path) -> Path:
@@ -410,10 +373,10 @@ def _free_space(target: Path) -> int | None:
 
 def _check_space(target: Path, needed: int, free: int | None) -> None:
     """Stop before the first byte if the files cannot fit (partial files already on disk count as fetched)."""
-    from rich.filesize import decimal
-
     margin = 16 << 20  # the listing, metadata and filesystem blocks
     if free is not None and needed + margin > free:
+        from rich.filesize import decimal
+
         raise StorageError(
             f"Not enough space at {_existing_folder(target)}: {decimal(needed)} still to download, "
             f"{decimal(free)} free.",

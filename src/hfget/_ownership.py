@@ -120,14 +120,15 @@ def owned_name(parked: Path) -> Path:
     return parked.with_name(f"{_base(parked)}.hfget-{_HOST}-{owner.pid}-{owner.token}{next(owner.names):x}.incomplete")
 
 
-_LISTINGS: dict[Path, tuple[float, dict[str, list[str]]]] = {}
+_LISTINGS: dict[str, tuple[float, dict[str, list[str]]]] = {}  # by folder, as a string (see _any_partial)
 _RESCAN = threading.Lock()
 
 
-def _partials_by_base(folder: Path) -> dict[str, list[str]]:
+def _partials_by_base(folder: Path | str) -> dict[str, list[str]]:
     """Partials in `folder` (parked or owned), by base name: one scan per folder for a few seconds, not one per
     file (a repo of thousands of files would otherwise scan its blobs folder thousands of times), and one when it
     expires, not one per worker that finds it expired at the same moment (about 24 of a 2,000-entry folder)."""
+    folder = os.fspath(folder)
     cached = _LISTINGS.get(folder)
     if cached is not None and time.monotonic() - cached[0] < _LISTING_TTL:
         return cached[1]
@@ -141,7 +142,7 @@ def _partials_by_base(folder: Path) -> dict[str, list[str]]:
         return names
 
 
-def _scan(folder: Path) -> dict[str, list[str]]:
+def _scan(folder: str) -> dict[str, list[str]]:
     names: dict[str, list[str]] = {}
     try:
         with os.scandir(folder) as entries:
@@ -158,14 +159,15 @@ def _scan(folder: Path) -> dict[str, list[str]]:
 
 def _any_partial(parked: Path) -> bool:
     """Whether the folder's listing has a partial of this file, parked or owned (no system call while it holds)."""
-    return _base(parked) in _partials_by_base(parked.parent)
+    folder, _, name = os.fspath(parked).rpartition(os.sep)  # not parked.parent: a new Path, hashed, per file
+    return name.removesuffix(_SUFFIX) in _partials_by_base(folder)
 
 
 def forget_listing(folder: Path) -> None:
     """The next look at `folder` scans it again. Taken under the scan's lock: a scan already under way, which may
     have missed what just changed, has stored its listing by then, and it is this that is dropped."""
     with _RESCAN:
-        _LISTINGS.pop(folder, None)
+        _LISTINGS.pop(os.fspath(folder), None)
 
 
 def orphans(parked: Path) -> list[Path]:

@@ -1,0 +1,82 @@
+"""Work done beside the network instead of before it, on a first download (a cached re-run does neither).
+
+While a listing is awaited from the network (two round trips and the server's time, with the CPU idle), a thread
+imports what the transfers and the cache's writers will need (`warm`: 40-90 ms of imports on a first download).
+It is joined before the transfers start (`warmed`), when a helper process may be forked: a fork needs this
+process to run no other thread.
+
+Writes that no transfer waits for (the listing kept in trees/, the cache's CACHEDIR.TAG: 40-100 ms of JSON and
+imports for a listing of 2,000 files) are made on a thread started with the transfers (`meanwhile`), while the
+first requests are in flight and the CPU has nothing else to do, instead of before the first request. Both writers
+are huggingface_hub's, and both ignore a failure: a read-only cache still serves.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+
+class Meanwhile:
+    """Imports made while the listing is awaited (`warm`, `warmed`), and writes no transfer waits for (`add`),
+    made on a thread beside the transfers (`meanwhile`) or `now`."""
+
+    def __init__(self) -> None:
+        self.work: list[Callable[[], None]] = []
+        self.warming: threading.Thread | None = None
+
+    def warm(self, modules: Sequence[str]) -> None:
+        """Import `modules` on a thread (see the module docstring); `warmed` waits for it."""
+        import importlib
+
+        from . import _memory
+
+        def load() -> None:
+            _memory.limit_arenas()  # as the transfers would (ctypes), before their threads' first allocations
+            for name in modules:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # imported again where it is used, and any error raised there
+                    pass
+
+        self.warming = threading.Thread(target=load, daemon=True, name="hfget-imports")
+        self.warming.start()
+
+    def warmed(self) -> None:
+        if self.warming is not None:
+            self.warming.join()
+            self.warming = None
+
+    def add(self, write: Callable[[], None]) -> None:
+        if write not in self.work:
+            self.work.append(write)
+
+    def now(self) -> None:
+        work, self.work = self.work, []
+        for write in work:
+            write()
+
+    @contextmanager
+    def meanwhile(self) -> Iterator[None]:
+        """The writes on a thread while the body runs, ended before it returns: a run's end is reported after them.
+        An error there (a bug: the writers ignore OSError) is raised once the body is done."""
+        if not self.work:
+            yield
+            return
+        failed: list[BaseException] = []
+
+        def save() -> None:
+            try:
+                self.now()
+            except BaseException as error:  # raised in the caller's thread, below
+                failed.append(error)
+
+        thread = threading.Thread(target=save, daemon=True, name="hfget-bookkeeping")
+        thread.start()
+        try:
+            yield
+        finally:
+            thread.join()
+        if failed:
+            raise failed[0]
