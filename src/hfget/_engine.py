@@ -179,6 +179,7 @@ class Download:
     def plan(self, *, dry_run: bool = False) -> Plan:
         """What a run would fetch. With `dry_run` no file body is requested and nothing is written."""
         plan = self._planned(dry_run=dry_run)
+        self._later.warmed()
         self._later.now()
         return plan
 
