@@ -16,10 +16,11 @@ after them).
 How (`Helper`):
 - `start` forks this process when it runs no other thread (a thread could hold a lock the child would wait on
   forever): the child has every module and the job already, and is at work about 0.5 s sooner than a fresh
-  interpreter. Otherwise (the terminal's progress bar runs a thread; not Linux) it spawns `python -c SPAWNED`
-  (not `-m`, which would import modules from the working folder) and a thread here writes it one JSON line: the
-  job (repo, commit, mirrors in order, store, options with the token, files). The token goes through the pipe
-  only: never argv, the environment or a file.
+  interpreter (the terminal's progress bars start their thread after it). Otherwise (another thread runs: a
+  pinned commit's lookups on other mirrors; not Linux) it spawns `python -c SPAWNED` (not `-m`, which would
+  import modules from the working folder) and a thread here writes it one JSON line: the job (repo, commit,
+  mirrors in order, store, options with the token, files). The token goes through the pipe only: never argv,
+  the environment or a file.
 - The helper (_helper.py) fetches its files with the same engine (Download.transfer: Transfers, the publisher,
   blob locks, so the two processes never write one blob) and writes each event for its files as a JSON line on a
   pipe; a thread here reads them to the end and hands each to this process's sink (bytes received go with the
