@@ -36,6 +36,14 @@ def test_a_download_that_cannot_fit_is_refused_before_the_first_byte(hub: Hub, s
     line = result.stderr.strip().splitlines()[-1]
     assert "Not enough space" in line and "--no-space-check" in line and "Traceback" not in result.stderr
     assert hub.file_gets() == []
+    # the listing it paid for is kept (it is written beside the transfers, which never started): asked for once
+    assert (small_disk / "CACHEDIR.TAG").is_file()
+    hub.wait_idle()
+    hub.clear_log()
+    again = run_hfget("org/model", "--endpoint", hub.url, "--cache-dir", str(small_disk))
+    assert again.returncode == hfget.ExitCode.STORAGE
+    hub.wait_idle()
+    assert [s.path for s in hub.log] == ["/api/models/org/model/revision/main"]
 
 
 def test_running_out_of_space_mid_way_is_a_clear_error_and_keeps_the_partials(hub: Hub, small_disk: Path,

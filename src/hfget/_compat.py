@@ -12,6 +12,7 @@ imported here and nowhere else; pyproject.toml bounds huggingface_hub below 3, a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +33,8 @@ def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
     fast = _read_tree_v1(path)
     if fast is not None:
         return fast
-    if not path.exists():  # nothing cached (a first download): no reader to import (20 ms) to be told so
-        return None
+    if os.name != "nt" and not path.exists():  # nothing cached: no reader to import (20 ms) to be told so (on
+        return None  # Windows huggingface_hub reads a long path in its extended form, which exists() would miss)
     from huggingface_hub._tree_cache import read_tree_cache
 
     listing = read_tree_cache(str(folder), commit)

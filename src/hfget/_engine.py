@@ -178,10 +178,8 @@ class Download:
 
     def plan(self, *, dry_run: bool = False) -> Plan:
         """What a run would fetch. With `dry_run` no file body is requested and nothing is written."""
-        plan = self._planned(dry_run=dry_run)
-        self._later.warmed()
-        self._later.now()
-        return plan
+        with self._later.settled():
+            return self._planned(dry_run=dry_run)
 
     def _planned(self, *, dry_run: bool) -> Plan:
         commit = self.resolve()
@@ -190,21 +188,18 @@ class Download:
 
     def run(self) -> Path:
         started = time.monotonic()
-        plan = self._planned(dry_run=False)
-        store, commit = self.target.store, plan.commit
-        output = store.output_path(commit)
-        if plan.to_fetch or not output.is_dir():
-            self._prepare()
-            output.mkdir(parents=True, exist_ok=True)
-        store.record_ref(self.target.revision, commit)
-        if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
-            self._confirm_mirrors(commit)
-        self._later.warmed()
-        if plan.to_fetch:
-            failures, fetched_bytes = self._fetch(plan)
-        else:
-            self._later.now()
-            failures, fetched_bytes = [], 0
+        with self._later.settled():  # the listing is kept even if the run fails before its transfers
+            plan = self._planned(dry_run=False)
+            store, commit = self.target.store, plan.commit
+            output = store.output_path(commit)
+            if plan.to_fetch or not output.is_dir():
+                self._prepare()
+                output.mkdir(parents=True, exist_ok=True)
+            store.record_ref(self.target.revision, commit)
+            if is_commit(self.target.revision) and any(self.options.splits(f.size) for f in plan.to_fetch):
+                self._confirm_mirrors(commit)
+            self._later.warmed()  # before a fork (_fetch)
+            failures, fetched_bytes = self._fetch(plan) if plan.to_fetch else ([], 0)
         failed = len(failures) + sum(len(plan.followers.get(f.path, ())) for f in failures)
         self.sink.handle(DownloadFinished(
             path=output, commit=commit, files_fetched=plan.files_to_write - failed,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 
 class Meanwhile:
@@ -47,6 +47,20 @@ class Meanwhile:
         if self.warming is not None:
             self.warming.join()
             self.warming = None
+
+    @contextmanager
+    def settled(self) -> Iterator[None]:
+        """However the body ends, the import thread is joined and the writes left are made (a run that fails before
+        its transfers, e.g. for lack of space, keeps the listing it paid for); their error never hides the body's."""
+        try:
+            yield
+        except BaseException:
+            self.warmed()
+            with suppress(Exception):
+                self.now()
+            raise
+        self.warmed()
+        self.now()
 
     def add(self, write: Callable[[], None]) -> None:
         if write not in self.work:

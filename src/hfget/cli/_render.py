@@ -208,8 +208,7 @@ class TerminalSink(PlainSink):
             return
         if isinstance(event, DownloadFinished) and self.progress is not None:
             self._flush()
-            self.progress.stop()
-            self.progress = None
+            self.close()
         line = describe(event)
         if line is not None:
             if isinstance(event, DownloadFinished) and self._endpoint:
@@ -251,9 +250,10 @@ class TerminalSink(PlainSink):
                 self.progress.update(bars[path], advance=nbytes)
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        with self._lock:  # and no thread draws it later (_draw)
+            progress, self.progress, self._drawing = self.progress, None, True
+        if progress is not None:
+            progress.stop()
 
 
 class JsonSink:
