@@ -91,7 +91,8 @@ def test_a_run_on_a_terminal_forks_its_helper_and_draws_its_bars(hub: Hub, hf_ho
 
     assert proc.returncode == 0, proc.stdout
     screen = log.read_text(errors="replace")
-    assert "\x1b[" in screen and re.search(rf"done: {len(files)} files, [\d.]+ MB in", screen)
+    assert "\x1b[?25l" in screen  # the bars were drawn (rich hides the cursor while it draws them)
+    assert re.search(rf"done: {len(files)} files, [\d.]+ MB in", screen)
     pids = _body_pids(hub)
     assert len(pids) == 2 and min(pids.values()) == int(len(small) * FORKED_SHARE), pids
     assert FORKED_SHARE > SPAWNED_SHARE
