@@ -159,7 +159,8 @@ class Download:
             self.mirrors.exclude(endpoint)
 
     def listing(self, commit: str, *, write: bool) -> list[RemoteFile]:
-        """The commit's files: from the cache if it has them, else from the Hub (cached when `write`)."""
+        """The commit's files: from the cache if it has them, else from the Hub (kept in the cache when `write`,
+        by the end of the run: _meanwhile.py)."""
         cached = self.target.store.read_listing(commit)
         if cached is not None:
             return cached

@@ -27,7 +27,9 @@ class Meanwhile:
         self.warming: threading.Thread | None = None
 
     def warm(self, modules: Sequence[str]) -> None:
-        """Import `modules` on a thread (see the module docstring); `warmed` waits for it."""
+        """Import `modules` on a thread (see the module docstring); `warmed` waits for it. Once per run."""
+        if self.warming is not None:
+            return
         import importlib
 
         from . import _memory
