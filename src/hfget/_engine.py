@@ -91,6 +91,7 @@ class Download:
                                  timeout=options.first_byte_wait("metadata"), network=Network.from_options(options),
                                  deadline=options.metadata_deadline)
         self._later = Meanwhile()  # imports and writes made beside the network
+        self._published = threading.Event()  # a file of this run is done: the writes may begin (_meanwhile.py)
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))
@@ -253,12 +254,12 @@ class Download:
 
         split = _fanout.share(plan.to_fetch, plan.followers, self.options, hooked=self.on_written is not None)
         if split is None:
-            with self._later.meanwhile():
+            with self._later.meanwhile(self._published):
                 return self.transfer(plan.commit, plan.to_fetch, plan.followers)
         target = replace(self.target, endpoints=tuple(self.mirrors.remaining))  # the mirrors in use, in order
         helper = _fanout.Helper.start(target, plan.commit, split.theirs, split.helped, self.sink)
         try:
-            with self._later.meanwhile():  # after the fork: a thread must not be running then
+            with self._later.meanwhile(self._published):  # after the fork: a thread must not be running then
                 failures, received = self.transfer(plan.commit, split.kept, plan.followers, split.own,
                                                    helper=helper)
             more, extra, left = helper.finish()
@@ -283,7 +284,7 @@ class Download:
         from ._transfer import Destination, Transfers
 
         store, repo = self.target.store, self.target.repo
-        publisher = _Publisher(store, commit, followers, self.sink)
+        publisher = _Publisher(store, commit, followers, self.sink, self._published)
         destination = Destination(
             partial_path=store.partial_path,
             resolve_url=lambda f, endpoint: resolve_url(endpoint, repo, commit, f.path),
@@ -308,9 +309,12 @@ class _Publisher:
     commit: str
     followers: dict[str, list[RemoteFile]]
     sink: Sink
+    published: threading.Event
 
     def publish(self, file: RemoteFile, partial: Path, received: int) -> None:
         self.store.publish(self.commit, file, partial)
+        if not self.published.is_set():
+            self.published.set()
         self.sink.handle(FileDone(file.path, file.size, received))
         for follower in self.followers.get(file.path, ()):
             if not self.store.adopt(self.commit, follower):
