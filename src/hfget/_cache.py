@@ -81,7 +81,7 @@ class CacheStore:
     def writers(self) -> tuple[str, ...]:
         """The modules a first download's writes will import (the listing's, the tag's if the cache has none)."""
         tagged = (self.cache_dir / "CACHEDIR.TAG").exists()
-        return ("huggingface_hub._tree_cache",) + (() if tagged else ("huggingface_hub._local_folder",))
+        return (_compat.TREE_MODULE,) + (() if tagged else (_compat.LOCAL_FOLDER_MODULE,))
 
     def output_path(self, commit: str) -> Path:
         return self.storage / "snapshots" / commit
@@ -217,7 +217,7 @@ class LocalDirStore:
         pass  # a plain folder: nothing to tag
 
     def writers(self) -> tuple[str, ...]:
-        return "huggingface_hub._tree_cache", "huggingface_hub._local_folder"  # the listing, each file's record
+        return _compat.TREE_MODULE, _compat.LOCAL_FOLDER_MODULE  # the listing, each file's record
 
     def output_path(self, commit: str) -> Path:
         return self.root

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     import httpx2
 
 
+# the modules the writers below import, named for a thread that loads them ahead (_meanwhile.py)
+TREE_MODULE = "huggingface_hub._tree_cache"  # write_tree (and read_tree, for a file its own reader cannot read)
+LOCAL_FOLDER_MODULE = "huggingface_hub._local_folder"  # create_cachedir_tag, write_local_metadata
+
+
 def read_tree(folder: Path, commit: str) -> list[RemoteFile] | None:
     """The listing huggingface_hub cached for `commit` under `folder` (None when it has none).
 

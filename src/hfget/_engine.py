@@ -14,7 +14,8 @@
                                                cannot mix two commits
 
 Work beside the network (_meanwhile.py): while the listing is awaited, a thread imports what the transfers will
-need; the listing and CACHEDIR.TAG are written beside the first requests instead of before them.
+need; the listing and CACHEDIR.TAG are written beside the transfers, from their first file done on, instead of
+before the first request.
 
 `Download(..., on_written=hook)`: `hook(file, partial, prefix)` hears, while a file is fetched, that its partial
 file holds its first `prefix` bytes (unverified; see _transfer.py for the rules). `hfget serve` streams from it.
