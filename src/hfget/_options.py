@@ -94,7 +94,7 @@ class Options:
     mirror: tuple[str, ...] = ()
     jobs: int = 64  # files in flight at once
     max_connections: int = 64  # connections for the whole run
-    connections: int = 8  # connections for one large file
+    connections: int = 12  # connections for one large file (README, "mirror": why 12)
     limit_rate: float | None = None
     retries: int = 5  # transient failures in a row per file
     stall_timeout: float = 30.0  # seconds without a byte before a connection is dropped

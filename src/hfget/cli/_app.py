@@ -190,7 +190,7 @@ def download(
     max_connections: Annotated[Optional[int], typer.Option("--max-connections", metavar="N", show_default=False,
                                                            help="Connections for the whole run [default: 64].")] = None,
     connections: Annotated[Optional[int], typer.Option("--connections", "-c", metavar="N", show_default=False,
-                                                       help="Connections for one large file [default: 8].")] = None,
+                                                       help="Connections for one large file [default: 12].")] = None,
     limit_rate: Annotated[Optional[str], typer.Option("--limit-rate", metavar="RATE",
                                                       help="Cap the run's bandwidth, e.g. 20M or 500K "
                                                       "(bytes per second).")] = None,
