@@ -27,6 +27,18 @@ def run() -> None:
     except KeyboardInterrupt:
         print("hfget: Interrupted.", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
+    finally:
+        _spare_the_last_collection()
+
+
+def _spare_the_last_collection() -> None:
+    """Keep the interpreter's exit from walking every object the run made for cycles to break: 40-55 ms after a
+    download of 2,000 files, 20 ms of a 0.29 s re-run (measured, alternating runs). The objects are still freed as
+    the modules are torn down; only cycles are left to the end of the process. Nothing hfget writes waits on
+    one: its files are closed where they are written, the standard streams are flushed at exit anyway."""
+    import gc
+
+    gc.freeze()
 
 
 def _app_for(argv: list[str]) -> typer.Typer:
