@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import _errors, _events, _process
+from . import _errors, _events, _memory, _process
 from ._errors import HfgetError
 from ._models import RemoteFile
 
@@ -92,7 +92,9 @@ def main() -> int:
     except (ValueError, KeyboardInterrupt):  # stopped before its job came
         return _errors.ExitCode.INTERRUPTED
     threading.Thread(target=stop_at_eof, args=(sys.stdin,), daemon=True, name="hfget-helper-stdin").start()
-    return serve(events, lambda sink: _run(job, sink))
+    _process.own()
+    with _memory.lighter_collection():  # as the CLI's (a forked helper inherits it)
+        return serve(events, lambda sink: _run(job, sink))
 
 
 def serve(events: IO[str], work: Callable[[PipeSink], None]) -> int:
