@@ -1,8 +1,8 @@
 """Whether hfget owns its process: the CLI does (`hfget ...`, `hfget serve`); a program calling hfget's Python API
 does not, and keeps its own settings.
 
-Only in a process it owns does hfget change what the whole process shares: the C allocator's arenas (_memory.py),
-and the client huggingface_hub's shared session is built with, which then lists files over the connections of
+Only in a process it owns does hfget change what the whole process shares: the C allocator's arenas and the
+garbage collector's settings (_memory.py), and the client huggingface_hub's shared session is built with, which then lists files over the connections of
 hfget's own metadata client (_network.use_for_metadata).
 """
 
