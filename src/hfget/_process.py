@@ -2,8 +2,8 @@
 does not, and keeps its own settings.
 
 Only in a process it owns does hfget change what the whole process shares: the C allocator's arenas and the
-garbage collector's settings (_memory.py), and the client huggingface_hub's shared session is built with, which then lists files over the connections of
-hfget's own metadata client (_network.use_for_metadata).
+garbage collector's settings (_memory.py), and the client huggingface_hub's shared session is built with, which
+then lists files over the connections of hfget's own metadata client (_network.use_for_metadata).
 """
 
 from __future__ import annotations
