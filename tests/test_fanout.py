@@ -129,6 +129,25 @@ def test_large_files_that_need_the_whole_budget_keep_it(hub: Hub, hf_home: Path)
     assert set(_body_pids(hub)) == {proc.pid}
 
 
+def test_large_files_keep_their_connections_and_a_helper_takes_what_is_left(hub: Hub, hf_home: Path):
+    files = _repo(hub)
+    more = {f"shard-{i}.safetensors": os.urandom(9 << 20) for i in (2, 3)}
+    hub.commit("org/many", more)
+    files.update(more)
+    small = [path for path in files if not path.endswith(".safetensors")]
+
+    # three large files at 4 connections each need 12 of 14: the helper gets the 2 left (a quarter of -j 8), not 4
+    proc = _start(hub, "-q", "-j", "8", "--max-connections", "14", "-c", "4")
+    stdout, stderr = finish(proc, "hfget with three large files and many small ones")
+
+    assert proc.returncode == 0, stderr
+    _check(Path(stdout.strip()), files)
+    bodies = _body_pids(hub)
+    helper = set(bodies) - {proc.pid}
+    assert len(helper) == 1 and bodies[helper.pop()] == int(len(small) * FORKED_SHARE), bodies
+    assert {s.pid for s in hub.requests(method="GET", contains=".safetensors")} == {proc.pid}
+
+
 def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Path):
     files = _repo(hub)
 

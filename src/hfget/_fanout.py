@@ -8,10 +8,9 @@ files a run is bound by that CPU on one core, not by the network; a second proce
 When (`share`): the CLI owns the process (_process.owned: a program calling hfget's Python API gets no child
 process it did not ask for), more than one core is usable, at least FANOUT_MIN small files are to be fetched, two
 files may be in flight, no `limit_rate` (one cap for the whole run), no `on_written` hook (`hfget serve` streams
-from this process's partials), and the large files in flight keep all their connections within this process's
-part of the budget (the split is for the whole run). Every other small file goes to the helper, up to
-FORKED_SHARE or SPAWNED_SHARE of them, except files whose content other paths share (their links are made here,
-after them).
+from this process's partials), and the helper's part of the budget is worth its start (`helper_jobs`). Every other
+small file goes to the helper, up to FORKED_SHARE or SPAWNED_SHARE of them, except files whose content other paths
+share (their links are made here, after them).
 
 How (`Helper`):
 - `start` forks this process when it runs no other thread (a thread could hold a lock the child would wait on
@@ -25,8 +24,11 @@ How (`Helper`):
   blob locks, so the two processes never write one blob) and writes each event for its files as a JSON line on a
   pipe; a thread here reads them to the end and hands each to this process's sink (bytes received go with the
   file's next event).
-- The connections are split: the helper gets half the files in flight (one connection each), this process the
-  rest of the budget (its large files and the other half), so the run keeps to `max_connections` and `jobs`.
+- The connections are split (`helper_jobs`): the helper gets half the files in flight (one connection each), fewer
+  where this process's large files in flight need more of the budget (`-c` each, which a capped stream opens at
+  once), and none below a quarter of the files in flight; this process keeps the rest (its large files and its
+  small ones), so the run keeps to `max_connections` and `jobs`. With the defaults (64 and 64, `-c 12`): 32 with
+  up to 2 large files in flight, 28 with 3, 16 with 4, no helper with 5 or more.
   Each process reacts to a 429 or a failing mirror on its own, as two runs would.
 - `finish` waits for the helper and returns its failures, its bytes, and the files it did not report done or
   failed (it could not start, or died): this process fetches those itself, so a helper lost costs time, not files.
@@ -88,18 +90,25 @@ def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], optio
         return None
     small = [f for f in files if not options.splits(f.size) and f.path not in followers]
     large = sum(1 for f in files if options.splits(f.size))
-    own, theirs = split(options)
-    if len(small) < FANOUT_MIN or min(large, options.files_in_flight) * options.connections_per_file \
-            > own.max_connections:  # the large files would get fewer connections (or lose their ranges)
+    helper = helper_jobs(options, large)
+    if len(small) < FANOUT_MIN or helper is None:
         return None
+    own, theirs = split(options, helper)
     helped = small[1::2][:int(len(small) * (FORKED_SHARE if _forkable() else SPAWNED_SHARE))]
     chosen = set(map(id, helped))
     return Share([f for f in files if id(f) not in chosen], helped, own, theirs)
 
 
-def split(options: Options) -> tuple[Options, Options]:
-    """(this process's options, the helper's): the helper takes half the files in flight, one connection each."""
-    helper = options.files_in_flight // 2
+def helper_jobs(options: Options, large: int) -> int | None:
+    """The files in flight (one connection each) a helper gets beside `large` files fetched here, or None when
+    that is too few to be worth its start: half of them, less what those large files need of the budget."""
+    needed = min(large, options.files_in_flight) * options.connections_per_file  # a capped stream opens them all
+    helper = min(options.files_in_flight // 2, options.max_connections - needed)
+    return helper if helper >= max(1, options.files_in_flight // 4) else None
+
+
+def split(options: Options, helper: int) -> tuple[Options, Options]:
+    """(this process's options, the helper's): `helper` files in flight go to the helper, one connection each."""
     return (dataclasses.replace(options, jobs=options.files_in_flight - helper,
                                 max_connections=options.max_connections - helper),
             dataclasses.replace(options, jobs=helper, max_connections=helper))

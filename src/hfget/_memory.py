@@ -14,18 +14,20 @@ limits the arenas made after it: the few threads started before (the lookups of 
 their own already, and glibc ignores the setting once it has fixed its limit (past eight arenas), which a long
 `hfget serve` may have done; then the arenas stay as glibc made them.
 
-The garbage collector (`lighter_collection`, around each command the CLI runs). A download of 2,000 small files
-allocates hundreds of thousands of short-lived containers (requests, responses, headers). At Python's default the
-youngest generation is collected every 700 of them, and the older collections walk the ~40,000 objects of the
-modules imported at start-up: in `many`, 150 young, 14 middle and one full collection, 60-80 ms of one process's
-CPU. In a process hfget owns, what exists when the command starts is frozen out of the collector's walks, and the
-youngest generation is collected every `YOUNGEST` allocations: 37 and 3 collections, 15 ms (measured: `many`,
-2.083 -> 2.029 s median, 10 alternating runs). As the command ends everything is frozen again, so the
-interpreter's exit does not walk every object the run made for cycles to break (40-55 ms after 2,000 files, 20 ms
-of a 0.29 s re-run: 2.239 -> 2.212 s and 0.293 -> 0.272 s medians). Objects are freed by reference counting as
-ever; a garbage cycle waits for a later collection, or at exit for the end of the process. Nothing hfget writes
-waits on one: its files are closed where they are written, and the standard streams are flushed at exit anyway.
-A forked helper inherits the setting; a program that calls hfget's Python API keeps its own.
+The garbage collector (`lighter_collection`, around each command the CLI runs but `serve`). A download of 2,000
+small files allocates hundreds of thousands of short-lived containers (requests, responses, headers). At Python's
+default the youngest generation is collected every 700 of them, and the older collections walk the ~40,000 objects
+of the modules imported at start-up: in `many`, 150 young, 14 middle and one full collection, 60-80 ms of one
+process's CPU. In a process hfget owns, what exists when the command starts is frozen out of the collector's walks,
+and the youngest generation is collected every `YOUNGEST` allocations: 37 and 3 collections, 15 ms (measured:
+`many`, 2.083 -> 2.029 s median with an early version, 2.204 -> 2.157 s with this one, 10 alternating runs each). As
+the command ends everything is frozen again, so the interpreter's exit does not walk every object the run made for
+cycles to break (40-55 ms after 2,000 files, 20 ms of a 0.29 s re-run: 2.239 -> 2.212 s and 0.293 -> 0.272 s
+medians). Objects are freed by reference counting as ever; a garbage cycle waits for a later collection, or at exit
+for the end of the process. Nothing hfget writes waits on one: its files are closed where they are written, and the
+standard streams are flushed at exit anyway. A forked helper inherits the setting; a program that calls hfget's
+Python API keeps its own. Not for `hfget serve`, which runs for days: there a cancelled stream's cycle holds its
+file and its read until collected.
 """
 
 from __future__ import annotations
