@@ -136,7 +136,8 @@ def test_large_files_keep_their_connections_and_a_helper_takes_what_is_left(hub:
     files.update(more)
     small = [path for path in files if not path.endswith(".safetensors")]
 
-    # three large files at 4 connections each need 12 of 14: the helper gets the 2 left (a quarter of -j 8), not 4
+    # three large files at 4 connections each need 12 of 14: the helper gets the 2 left (a quarter of -j 8, the least
+    # worth its start) instead of half of -j, which the large files could not spare, or no helper at all
     proc = _start(hub, "-q", "-j", "8", "--max-connections", "14", "-c", "4")
     stdout, stderr = finish(proc, "hfget with three large files and many small ones")
 
