@@ -3,6 +3,7 @@ processes' connections; a helper lost mid-way costs no file, and none outlives i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import pytest
 import hfget
 from hfget._engine import Download
 from hfget._events import FileDone
-from hfget._fanout import FANOUT_MIN, FORKED_SHARE, SPAWNED_SHARE, Helper
+from hfget._fanout import FANOUT_MIN, FORKED_SHARE, SPAWNED_SHARE, Helper, helper_jobs
 from hfget._options import Options
 from hfget._target import resolve_target
 from hfget._verify import usable_cores
@@ -129,24 +130,31 @@ def test_large_files_that_need_the_whole_budget_keep_it(hub: Hub, hf_home: Path)
     assert set(_body_pids(hub)) == {proc.pid}
 
 
-def test_large_files_keep_their_connections_and_a_helper_takes_what_is_left(hub: Hub, hf_home: Path):
+def test_large_files_keep_their_connections_and_the_small_files_halves_share_the_rest(hub: Hub, hf_home: Path):
     files = _repo(hub)
     more = {f"shard-{i}.safetensors": os.urandom(9 << 20) for i in (2, 3)}
     hub.commit("org/many", more)
     files.update(more)
     small = [path for path in files if not path.endswith(".safetensors")]
 
-    # three large files at 4 connections each need 12 of 14: the helper gets the 2 left (a quarter of -j 8, the least
-    # worth its start) instead of half of -j, which the large files could not spare, or no helper at all
-    proc = _start(hub, "-q", "-j", "8", "--max-connections", "14", "-c", "4")
+    # three large files at 4 connections each may need 12 of 16: the 4 left go 2 to the helper, 2 to this process's
+    # own half of the small files (not 4 to the helper and none here, as half of -j 8 would be)
+    proc = _start(hub, "-q", "-j", "8", "--max-connections", "16", "-c", "4")
     stdout, stderr = finish(proc, "hfget with three large files and many small ones")
 
     assert proc.returncode == 0, stderr
     _check(Path(stdout.strip()), files)
     bodies = _body_pids(hub)
-    helper = set(bodies) - {proc.pid}
-    assert len(helper) == 1 and bodies[helper.pop()] == int(len(small) * FORKED_SHARE), bodies
+    helper = (set(bodies) - {proc.pid}).pop()
+    assert bodies[helper] == int(len(small) * FORKED_SHARE), bodies
+    assert len({s.peer for s in hub.requests() if s.pid == helper}) <= 2  # one connection per file in flight
     assert {s.pid for s in hub.requests(method="GET", contains=".safetensors")} == {proc.pid}
+
+
+def test_the_helper_gets_half_of_what_the_large_files_leave():
+    defaults = Options()
+    assert [helper_jobs(defaults, large) for large in range(5)] == [32, 26, 20, None, None]
+    assert helper_jobs(dataclasses.replace(defaults, connections=8), 4) == 16
 
 
 def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Path):
