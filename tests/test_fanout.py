@@ -145,7 +145,9 @@ def test_large_files_keep_their_connections_and_the_small_files_halves_share_the
     assert proc.returncode == 0, stderr
     _check(Path(stdout.strip()), files)
     bodies = _body_pids(hub)
-    helper = (set(bodies) - {proc.pid}).pop()
+    helpers = set(bodies) - {proc.pid}
+    assert len(helpers) == 1, bodies
+    helper = helpers.pop()
     assert bodies[helper] == int(len(small) * FORKED_SHARE), bodies
     assert len({s.peer for s in hub.requests() if s.pid == helper}) <= 2  # one connection per file in flight
     assert {s.pid for s in hub.requests(method="GET", contains=".safetensors")} == {proc.pid}
@@ -155,6 +157,8 @@ def test_the_helper_gets_half_of_what_the_large_files_leave():
     defaults = Options()
     assert [helper_jobs(defaults, large) for large in range(5)] == [32, 26, 20, None, None]
     assert helper_jobs(dataclasses.replace(defaults, connections=8), 4) == 16
+    # this process keeps a file in flight per large file, and as many again for its own small files
+    assert helper_jobs(dataclasses.replace(defaults, jobs=8, connections=2), 4) == 2
 
 
 def test_a_library_call_starts_no_process(hub: Hub, hf_home: Path, tmp_path: Path):

@@ -24,12 +24,13 @@ How (`Helper`):
   blob locks, so the two processes never write one blob) and writes each event for its files as a JSON line on a
   pipe; a thread here reads them to the end and hands each to this process's sink (bytes received go with the
   file's next event).
-- The connections are split (`helper_jobs`): this process keeps what its large files in flight may need (`-c`
-  each, which a capped stream opens at once), and the rest is shared evenly between the two halves of the small
-  files: the helper gets half of it (one connection per file in flight), at most half the files in flight, and
-  no helper starts with less than a quarter of them. Neither half waits for the other's connections, nor for the
-  large files. The run keeps to `max_connections` and `jobs`. With the defaults (64 and 64, `-c 12`): 32 files in
-  flight for the helper beside no large file, 26 beside 1, 20 beside 2, no helper beside 3 or more.
+- The budget is split (`helper_jobs`): this process keeps what its large files in flight may need (a file in
+  flight each, and `-c` connections, which a capped stream opens at once), and the rest, in files in flight and
+  in connections, is shared evenly between the two halves of the small files: the helper gets half of it (one
+  connection per file in flight), and no helper starts with less than a quarter of the files in flight. Neither
+  half of the small files waits for the other's share, nor for the large files. The run keeps to
+  `max_connections` and `jobs`. With the defaults (64 and 64, `-c 12`): 32 files in flight for the helper beside
+  no large file, 26 beside 1, 20 beside 2, no helper beside 3 or more.
   Each process reacts to a 429 or a failing mirror on its own, as two runs would.
 - `finish` waits for the helper and returns its failures, its bytes, and the files it did not report done or
   failed (it could not start, or died): this process fetches those itself, so a helper lost costs time, not files.
@@ -102,10 +103,11 @@ def share(files: list[RemoteFile], followers: dict[str, list[RemoteFile]], optio
 
 def helper_jobs(options: Options, large: int) -> int | None:
     """The files in flight (one connection each) a helper gets beside `large` files fetched here, or None when
-    that is too few to be worth its start: half of what those large files leave of the budget, so this process
-    has as many for its own half of the small files."""
-    needed = min(large, options.files_in_flight) * options.connections_per_file  # a capped stream opens them all
-    helper = min(options.files_in_flight // 2, (options.max_connections - needed) // 2)
+    that is too few to be worth its start: half of what those large files leave of the budget, in files in flight
+    and in connections, so this process has as many of both for its own half of the small files."""
+    running = min(large, options.files_in_flight)  # the large files in flight here, largest first
+    needed = running * options.connections_per_file  # a capped stream opens them all
+    helper = min((options.files_in_flight - running) // 2, (options.max_connections - needed) // 2)
     return helper if helper >= max(1, options.files_in_flight // 4) else None
 
 
