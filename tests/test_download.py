@@ -144,6 +144,29 @@ def test_a_rerun_costs_one_request_for_a_branch_and_none_for_a_cached_commit(hub
     assert hub.log == []
 
 
+def test_after_the_branch_moved_only_the_changed_file_is_fetched_and_the_rest_are_linked(hub: Hub, run_hfget):
+    files = _files()
+    hub.create_repo("org/model", files)
+    assert run_hfget("org/model", "--endpoint", hub.url).returncode == 0
+    changed = {"config.json": b'{"model_type": "llama", "hidden_size": 128}'}
+    hub.commit("org/model", changed)
+
+    hub.clear_log()
+    dry = run_hfget("org/model", "--endpoint", hub.url, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert (plan["files_total"], plan["files_to_fetch"]) == (len(files), 1)  # the others: known blobs
+
+    again = run_hfget("org/model", "--endpoint", hub.url)
+
+    assert again.returncode == 0, again.stderr
+    hub.wait_idle()
+    assert [s.path for s in hub.requests(method="GET", contains="/resolve/")] == [
+        f"/org/model/resolve/{hub.repos[('model', 'org/model')].refs['main']}/config.json"]
+    snapshot = Path(again.stdout.strip())
+    assert {path: (snapshot / path).read_bytes() for path in files} == {**files, **changed}
+
+
 def test_quiet_prints_exactly_the_path_for_shell_capture(hub: Hub, hf_home: Path, run_hfget):
     commit = hub.create_repo("org/model", {"a.txt": b"a"})
     result = run_hfget("org/model", "--endpoint", hub.url, "-q")

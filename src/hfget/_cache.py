@@ -40,7 +40,9 @@ class Store(Protocol):
     def cached_commit(self, revision: str) -> str | None: ...
     def read_listing(self, commit: str) -> list[RemoteFile] | None: ...
     def is_present(self, commit: str, file: RemoteFile) -> bool: ...
+    def absent(self, commit: str, files: list[RemoteFile]) -> list[RemoteFile]: ...
     def can_adopt(self, file: RemoteFile) -> bool: ...
+    def may_adopt(self, files: list[RemoteFile]) -> list[RemoteFile]: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
     def lock_file(self) -> Path: ...
     # changes
@@ -107,12 +109,28 @@ class CacheStore:
         except OSError:
             return False
 
+    def absent(self, commit: str, files: list[RemoteFile]) -> list[RemoteFile]:
+        """The files not in the snapshot of `commit`: one `stat` for them all where the commit has no snapshot yet
+        (its first download), not one each (2.4 us a file: 0.24 s for 100,000 files)."""
+        if not os.path.isdir(f"{self._root}/snapshots/{commit}"):
+            return list(files)
+        return [f for f in files if not self.is_present(commit, f)]
+
     def can_adopt(self, file: RemoteFile) -> bool:
         """A verified blob of the same content is there (another path or commit): a link, no fetch."""
         try:
             return os.stat(self._blob(file)).st_size == file.size
         except OSError:
             return False
+
+    def may_adopt(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        """Those of `files` whose blob is in blobs/ by name (one listing instead of a `stat` each: 6 us a file,
+        0.6 s for 100,000 files in a new cache); `can_adopt` still checks each one's size."""
+        try:
+            names = set(os.listdir(self._blobs))
+        except OSError:  # no blobs/ yet (a plan writes nothing), or unreadable: nothing to link from
+            return []
+        return [f for f in files if f.etag in names]
 
     def partial_path(self, file: RemoteFile) -> Path:
         return self._blobs / f"{file.etag}{PARTIAL_SUFFIX}"
@@ -245,6 +263,12 @@ class LocalDirStore:
         if not self._size_matches(file):
             return False
         return _compat.read_local_metadata(self.root, file.path) == (commit, file.etag)
+
+    def absent(self, commit: str, files: list[RemoteFile]) -> list[RemoteFile]:
+        return [f for f in files if not self.is_present(commit, f)]
+
+    def may_adopt(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        return list(files)  # any of them may be in place already, unrecorded: each is looked at
 
     def can_adopt(self, file: RemoteFile) -> bool:
         """The file is there with the right content, recorded for another commit or not recorded at all (e.g. a

@@ -214,10 +214,12 @@ class Download:
 
     def _plan(self, commit: str, selected: list[RemoteFile], *, dry_run: bool) -> Plan:
         store = self.target.store
-        absent = [f for f in selected if not store.is_present(commit, f)]
+        absent = store.absent(commit, selected)
         if absent and not dry_run:
             self._prepare()
-        missing = [f for f in absent if not (store.can_adopt(f) if dry_run else store.adopt(commit, f))]
+        linked = {f.path for f in store.may_adopt(absent)
+                  if (store.can_adopt(f) if dry_run else store.adopt(commit, f))}
+        missing = [f for f in absent if f.path not in linked]
         partials = {f.path: store.partial_path(f) for f in missing}  # one Path per file: ~3 us each
         to_fetch, followers = _leaders(missing, partials)
         on_disk = _partials(to_fetch, partials)
