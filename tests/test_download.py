@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hfget._cache import LIST_FROM
 from hub import Hub
 
 
@@ -145,12 +146,14 @@ def test_a_rerun_costs_one_request_for_a_branch_and_none_for_a_cached_commit(hub
 
 
 def test_after_the_branch_moved_only_the_changed_file_is_fetched_and_the_rest_are_linked(hub: Hub, run_hfget):
-    files = _files()
+    # enough files for the plan to look for known blobs in one listing of blobs/ (LIST_FROM)
+    files = {**_files(), **{f"extra/part-{i:03d}.txt": b"part %d" % i for i in range(LIST_FROM)}}
     hub.create_repo("org/model", files)
     assert run_hfget("org/model", "--endpoint", hub.url).returncode == 0
     changed = {"config.json": b'{"model_type": "llama", "hidden_size": 128}'}
     hub.commit("org/model", changed)
 
+    hub.wait_idle()
     hub.clear_log()
     dry = run_hfget("org/model", "--endpoint", hub.url, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
