@@ -100,8 +100,8 @@ def main() -> int:
 def serve(events: IO[str], work: Callable[[PipeSink], None]) -> int:
     """Run the helper's work; exit 0, 130 when stopped, or an error's code (sent to the parent first). A bug ends
     the helper with its traceback on stderr, and the parent fetches the files it did not report. SIGTERM already
-    stops it as Ctrl-C does: `main` set that, and a fork has the CLI's handler."""
-    _process.own()
+    stops it as Ctrl-C does: `main` set that, and a fork has the CLI's handler. Either owns its process: `main` says
+    so, and a fork is a copy of the CLI's, which does."""
     sink = PipeSink(events)
     try:
         work(sink)
