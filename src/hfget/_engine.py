@@ -93,6 +93,7 @@ class Download:
                                  deadline=options.metadata_deadline)
         self._later = Meanwhile()  # imports and writes made beside the network
         self._published = threading.Event()  # a file of this run is done: the writes may begin (_meanwhile.py)
+        self._prepared = False  # the store's folders are made (listing, plan and run each may need them first)
 
     def _switched(self, previous: str, endpoint: str, reason: str) -> None:
         self.sink.handle(MirrorSwitched(previous, endpoint, reason))
@@ -274,9 +275,12 @@ class Download:
             helper.stop()
 
     def _prepare(self) -> None:
-        """The store's folders, made now; its label (CACHEDIR.TAG) is left for later."""
+        """The store's folders, made now, once; its label (CACHEDIR.TAG) is left for later."""
+        if self._prepared:
+            return
         self.target.store.prepare()
         self._later.add(self.target.store.label)
+        self._prepared = True
 
     def transfer(self, commit: str, files: list[RemoteFile], followers: dict[str, list[RemoteFile]],
                  options: Options | None = None, *, helper: _fanout.Helper | None = None,
