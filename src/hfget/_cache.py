@@ -45,6 +45,7 @@ class Store(Protocol):
     def can_adopt(self, file: RemoteFile) -> bool: ...
     def may_adopt(self, files: list[RemoteFile]) -> list[RemoteFile]: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
+    def partials_folder(self) -> Path | None: ...
     def lock_file(self) -> Path: ...
     # changes
     def prepare(self) -> None: ...
@@ -140,6 +141,10 @@ class CacheStore:
 
     def partial_path(self, file: RemoteFile) -> Path:
         return self._blobs / f"{file.etag}{PARTIAL_SUFFIX}"
+
+    def partials_folder(self) -> Path | None:
+        """The one folder every partial of the repo is in."""
+        return self._blobs
 
     def lock_file(self) -> Path:
         """Where hfget processes lock this repo's blobs (beside huggingface_hub's own lock files)."""
@@ -299,6 +304,9 @@ class LocalDirStore:
     def partial_path(self, file: RemoteFile) -> Path:
         metadata = _compat.local_metadata_path(self.root, file.path)
         return metadata.with_name(f"{Path(file.path).name}.{file.etag}{PARTIAL_SUFFIX}")
+
+    def partials_folder(self) -> Path | None:
+        return None  # beside each file's record: a folder per folder of the repo
 
     def lock_file(self) -> Path:
         return self.meta_root / "hfget.lock"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -238,6 +239,9 @@ class Download:
             free_bytes=free, endpoint=self.mirrors.current, dry_run=dry_run,
         )
         self.sink.handle(report)
+        if not dry_run and len(missing) < len(selected):
+            in_place, fetched = [f for f in selected if f.path not in missing_paths], set(partials.values())
+            self._later.add(lambda: _drop_leftovers(store, in_place, fetched))
         to_fetch.sort(key=lambda f: f.size, reverse=True)  # the largest first: they set the length of the run
         return Plan(commit, selected, to_fetch, followers, report)
 
@@ -352,6 +356,22 @@ def _leaders(missing: list[RemoteFile], partials: dict[str, Path],
         else:
             followers.setdefault(leader.path, []).append(file)
     return to_fetch, followers
+
+
+def _drop_leftovers(store: Store, in_place: list[RemoteFile], fetched: set[Path]) -> None:
+    """Remove the partials left for files that are in place (_ownership.leftovers): one scan of the folder of
+    partials where the store has one, and nothing more when it holds none (a re-run's usual case). A partial this
+    run fetches into (the same content at another path) is not a leftover."""
+    from . import _ownership, _resume
+
+    folder = store.partials_folder()
+    if folder is not None and not _ownership.any_partials(folder):
+        return
+    for file in in_place:
+        parked = store.partial_path(file)
+        for path in [] if parked in fetched else _ownership.leftovers(parked):
+            with suppress(OSError):  # e.g. a read-only cache: it stays, as it would have
+                _resume.discard(path)
 
 
 def _partials(to_fetch: list[RemoteFile], partials: dict[str, Path]) -> dict[str, int]:

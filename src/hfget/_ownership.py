@@ -12,7 +12,8 @@ Two mechanisms, for two jobs:
   killed leaves its own name behind, which a later run adopts once that process is gone (same host, dead pid)
   or the file has not changed for an hour. The resume sidecar (_resume.py) moves with its partial. A run that
   publishes a file drops what is parked for it (`drop_parked`): a partial parked after the run's listing of
-  partials was taken would otherwise never be taken over, the blob being there.
+  partials was taken would otherwise never be taken over, the blob being there. For the same reason a run drops
+  the `leftovers` of the files it finds in place (another tool, or an unlocked run, finished them).
 """
 
 from __future__ import annotations
@@ -270,6 +271,21 @@ def _park(owned: Path, parked: Path) -> None:
     except FileNotFoundError:
         _resume.state_path(parked).unlink(missing_ok=True)  # a stale sidecar must not describe the new partial
     owned.unlink(missing_ok=True)
+
+
+def leftovers(parked: Path) -> list[Path]:
+    """Partials of a file that is in place now (a run stopped, then another process or tool finished the file):
+    the parked one and the orphans, never one a live run owns. Nothing would ever take them over, the file being
+    there; they would stay for good. A file of which the folder's listing has nothing costs no system call."""
+    if not _any_partial(parked):
+        return []
+    names = _partials_by_base(parked.parent).get(_base(parked), ())
+    return ([parked] if parked.name in names else []) + orphans(parked)
+
+
+def any_partials(folder: Path) -> bool:
+    """Whether `folder` holds a partial of any file (one scan, kept a few seconds)."""
+    return bool(_partials_by_base(folder))
 
 
 def resumable_bytes(parked: Path, file: RemoteFile) -> int:
