@@ -44,15 +44,15 @@ def encode_job(target: Target, commit: str, options: Options, files: list[Remote
     return json.dumps({"repo": [target.repo.repo_id, target.repo.repo_type], "commit": commit,
                        "endpoints": target.endpoints, "store": where, "token": target.token, "offline": target.offline,
                        "options": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
+                       "paths": [k for k, v in settings.items() if isinstance(v, Path)],
                        "files": [dataclasses.astuple(f) for f in files]})
 
 
-def _load(fields: dict[str, Any]) -> Options:
-    """The options `encode_job` wrote."""
+def _load(fields: dict[str, Any], paths: list[str]) -> Options:
+    """The options `encode_job` wrote (`paths`: those it wrote as strings from a Path)."""
     from ._options import Options
 
-    paths = ("ca_bundle", "cache_dir", "local_dir")
-    fields = {name: Path(value) if name in paths and value is not None else value for name, value in fields.items()}
+    fields = {name: Path(value) if name in paths else value for name, value in fields.items()}
     return Options(**{**fields, "mirror": tuple(fields["mirror"])})
 
 
@@ -132,7 +132,7 @@ def _run(job: dict[str, Any], sink: PipeSink) -> None:
     target = Target(repo=repo, endpoints=tuple(job["endpoints"]), selection=Selection(repo, job["commit"]),
                     token=job["token"], store=store, offline=job["offline"])
     files = [RemoteFile(*fields) for fields in job["files"]]
-    fetch(target, job["commit"], _load(job["options"]), files, sink)
+    fetch(target, job["commit"], _load(job["options"], job["paths"]), files, sink)
 
 
 def fetch(target: Target, commit: str, options: Options, files: list[RemoteFile], sink: PipeSink) -> None:
