@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
-from . import _compat
+from . import _compat, _ownership
 from ._diskio import storage_error, write_atomically
 from ._models import RemoteFile
 from ._repo import Repo
@@ -45,7 +45,7 @@ class Store(Protocol):
     def can_adopt(self, file: RemoteFile) -> bool: ...
     def may_adopt(self, files: list[RemoteFile]) -> list[RemoteFile]: ...
     def partial_path(self, file: RemoteFile) -> Path: ...
-    def partials_folder(self) -> Path | None: ...
+    def finished_partials(self, files: list[RemoteFile]) -> list[Path]: ...
     def lock_file(self) -> Path: ...
     # changes
     def prepare(self) -> None: ...
@@ -142,9 +142,14 @@ class CacheStore:
     def partial_path(self, file: RemoteFile) -> Path:
         return self._blobs / f"{file.etag}{PARTIAL_SUFFIX}"
 
-    def partials_folder(self) -> Path | None:
-        """The one folder every partial of the repo is in."""
-        return self._blobs
+    def finished_partials(self, files: list[RemoteFile]) -> list[Path]:
+        """The parked partial names of those of `files` (in place) that have a partial and their blob: one listing
+        of blobs/, and nothing more when it holds no partial. Without the blob (huggingface_hub moves it into the
+        snapshot where symlinks are off) a partial may still serve another commit's file of the same content."""
+        listed = _ownership.partial_bases(str(self._blobs))
+        if not listed:
+            return []
+        return [self.partial_path(f) for f in files if f.etag in listed and self.can_adopt(f)]
 
     def lock_file(self) -> Path:
         """Where hfget processes lock this repo's blobs (beside huggingface_hub's own lock files)."""
@@ -305,8 +310,15 @@ class LocalDirStore:
         metadata = _compat.local_metadata_path(self.root, file.path)
         return metadata.with_name(f"{Path(file.path).name}.{file.etag}{PARTIAL_SUFFIX}")
 
-    def partials_folder(self) -> Path | None:
-        return None  # beside each file's record: a folder per folder of the repo
+    def finished_partials(self, files: list[RemoteFile]) -> list[Path]:
+        """The parked partial names of those of `files` (in place) that have a partial beside their record: one
+        listing per folder, plain strings for the rest (a re-run looks at every file)."""
+        download, found = f"{self.meta_root}/download", []
+        for file in files:
+            folder, _, name = file.path.rpartition("/")
+            if f"{name}.{file.etag}" in _ownership.partial_bases(f"{download}/{folder}" if folder else download):
+                found.append(self.partial_path(file))
+        return found
 
     def lock_file(self) -> Path:
         return self.meta_root / "hfget.lock"

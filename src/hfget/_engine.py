@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -359,19 +358,13 @@ def _leaders(missing: list[RemoteFile], partials: dict[str, Path],
 
 
 def _drop_leftovers(store: Store, in_place: list[RemoteFile], fetched: set[Path]) -> None:
-    """Remove the partials left for files that are in place (_ownership.leftovers): one scan of the folder of
-    partials where the store has one, and nothing more when it holds none (a re-run's usual case). A partial this
-    run fetches into (the same content at another path) is not a leftover."""
-    from . import _ownership, _resume
+    """Remove the partials left for files that are in place (_ownership.drop_leftovers). A partial this run fetches
+    into (the same content at another path) is not a leftover."""
+    from ._ownership import drop_leftovers
 
-    folder = store.partials_folder()
-    if folder is not None and not _ownership.any_partials(folder):
-        return
-    for file in in_place:
-        parked = store.partial_path(file)
-        for path in [] if parked in fetched else _ownership.leftovers(parked):
-            with suppress(OSError):  # e.g. a read-only cache: it stays, as it would have
-                _resume.discard(path)
+    for parked in store.finished_partials(in_place):
+        if parked not in fetched:
+            drop_leftovers(parked)
 
 
 def _partials(to_fetch: list[RemoteFile], partials: dict[str, Path]) -> dict[str, int]:

@@ -132,7 +132,7 @@ def _run(job: dict[str, Any], sink: PipeSink) -> None:
     target = Target(repo=repo, endpoints=tuple(job["endpoints"]), selection=Selection(repo, job["commit"]),
                     token=job["token"], store=store, offline=job["offline"])
     files = [RemoteFile(*fields) for fields in job["files"]]
-    fetch(target, job["commit"], _load(job["options"], job["paths"]), files, sink)
+    fetch(target, job["commit"], _load(job["options"], job.get("paths", [])), files, sink)
 
 
 def fetch(target: Target, commit: str, options: Options, files: list[RemoteFile], sink: PipeSink) -> None:

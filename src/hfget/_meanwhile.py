@@ -6,9 +6,10 @@ It is joined before the transfers start (`warmed`), when a helper process may be
 process to run no other thread.
 
 Writes that no transfer waits for (the listing kept in trees/, the cache's CACHEDIR.TAG: 40-100 ms of JSON and
-imports for a listing of 2,000 files) are made on a thread started with the transfers (`meanwhile`), from the
-first file done on, while requests are in flight and the CPU waits for them, instead of before the first
-request. Both writers are huggingface_hub's, and both ignore a failure: a read-only cache still serves.
+imports for a listing of 2,000 files; the removal of partials left for files in place) are made on a thread
+started with the transfers (`meanwhile`), from the first file done on, while requests are in flight and the CPU
+waits for them, instead of before the first request. The first two writers are huggingface_hub's; all of them
+ignore a failure: a read-only cache still serves.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ Two mechanisms, for two jobs:
   killed leaves its own name behind, which a later run adopts once that process is gone (same host, dead pid)
   or the file has not changed for an hour. The resume sidecar (_resume.py) moves with its partial. A run that
   publishes a file drops what is parked for it (`drop_parked`): a partial parked after the run's listing of
-  partials was taken would otherwise never be taken over, the blob being there. For the same reason a run drops
-  the `leftovers` of the files it finds in place (another tool, or an unlocked run, finished them).
+  partials was taken would otherwise never be taken over, the blob being there. A run also drops the partials
+  of files it finds in place, blob included (`drop_leftovers`): another tool finished them after an hfget run
+  stopped, and they too would stay for good.
 """
 
 from __future__ import annotations
@@ -171,8 +172,8 @@ def forget_listing(folder: Path) -> None:
         _LISTINGS.pop(os.fspath(folder), None)
 
 
-def orphans(parked: Path) -> list[Path]:
-    """Owned partials of this file whose owner is gone (dead pid on this host) or silent for an hour."""
+def orphans(parked: Path, *, by_age: bool = True) -> list[Path]:
+    """Owned partials of this file whose owner is gone (dead pid on this host) or, `by_age`, silent for an hour."""
     found = []
     base = _base(parked)
     for name in _partials_by_base(parked.parent).get(base, ()):
@@ -185,7 +186,7 @@ def orphans(parked: Path) -> list[Path]:
             age = time.time() - path.stat().st_mtime
         except (IndexError, ValueError, OSError):
             continue
-        if (host == _HOST and not _alive(pid)) or age > _STALE:
+        if (host == _HOST and not _alive(pid)) or (by_age and age > _STALE):
             found.append(path)
     return found
 
@@ -273,19 +274,26 @@ def _park(owned: Path, parked: Path) -> None:
     owned.unlink(missing_ok=True)
 
 
-def leftovers(parked: Path) -> list[Path]:
-    """Partials of a file that is in place now (a run stopped, then another process or tool finished the file):
-    the parked one and the orphans, never one a live run owns. Nothing would ever take them over, the file being
-    there; they would stay for good. A file of which the folder's listing has nothing costs no system call."""
-    if not _any_partial(parked):
-        return []
+def partial_bases(folder: str) -> dict[str, list[str]]:
+    """The partials in `folder` (parked or owned) by base name (the parked name less `.hfget.incomplete`): one
+    scan, kept a few seconds."""
+    return _partials_by_base(folder)
+
+
+def drop_leftovers(parked: Path) -> None:
+    """Remove the partials of a file whose content is in place now (a run stopped, then another tool finished the
+    file): the parked one and those of dead runs on this host, never one whose owner may live (an owned partial
+    silent for an hour may be a stopped run's, still to be published). Each is taken by a rename first, as a
+    claim takes it, so a run claiming it at the same moment gets it whole or not at all."""
     names = _partials_by_base(parked.parent).get(_base(parked), ())
-    return ([parked] if parked.name in names else []) + orphans(parked)
-
-
-def any_partials(folder: Path) -> bool:
-    """Whether `folder` holds a partial of any file (one scan, kept a few seconds)."""
-    return bool(_partials_by_base(folder))
+    for candidate in ([parked] if parked.name in names else []) + orphans(parked, by_age=False):
+        owned = owned_name(parked)
+        try:
+            if _take(candidate, owned):
+                _resume.discard(owned)
+        except OSError:
+            pass  # e.g. a read-only cache: it stays, as it would have
+    forget_listing(parked.parent)
 
 
 def resumable_bytes(parked: Path, file: RemoteFile) -> int:
