@@ -127,3 +127,29 @@ def test_workers_that_find_the_partials_listing_expired_together_scan_the_folder
         worker.join()
     assert len(scans) == 1
     assert found == [{"abc": ["abc.hfget.incomplete"]}] * 8
+
+
+def test_a_blob_lock_held_by_one_run_stays_held_when_another_run_of_the_process_ends(tmp_path: Path):
+    """`hfget serve` runs a download per file it fetches, in one process. POSIX drops all of a process's locks on a
+    file when any descriptor of it closes: one run ending must not hand the blobs another run is fetching to other
+    processes (which would fetch them a second time)."""
+    from hfget._ownership import BlobLocks
+
+    path = tmp_path / ".locks" / "models--org--model" / "hfget.lock"
+    fetching, ending = BlobLocks.open(path), BlobLocks.open(path)
+    assert fetching is not None and ending is not None
+    assert fetching.try_lock("blob-a")
+    ending.close()  # the other run is over
+    probe = ("import fcntl, os, sys; from hfget._ownership import BlobLocks\n"
+             f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+             "try:\n"
+             "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, BlobLocks.offset('blob-a'), os.SEEK_SET)\n"
+             "except OSError:\n"
+             "    sys.exit(3)\n")
+    try:
+        held = subprocess.run([sys.executable, "-c", probe], timeout=60).returncode
+        fetching.unlock("blob-a")
+        free = subprocess.run([sys.executable, "-c", probe], timeout=60).returncode
+    finally:
+        fetching.close()
+    assert (held, free) == (3, 0)  # another process cannot take it while the run holds it, and can once it is done

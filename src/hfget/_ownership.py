@@ -42,21 +42,36 @@ _LISTING_TTL = 5.0
 _SUFFIX = ".hfget.incomplete"
 
 
-class BlobLocks:
-    """Advisory locks, one per blob, as one-byte locks in one file per repo."""
+_LOCK_FILES: dict[str, list[int]] = {}  # lock file -> [descriptor, runs using it] (BlobLocks)
+_LOCK_FILES_GUARD = threading.Lock()
 
-    def __init__(self, fd: int) -> None:
+
+class BlobLocks:
+    """Advisory locks, one per blob, as one-byte locks in one file per repo.
+
+    The locks are the process's, not the descriptor's: closing any descriptor of the file drops every lock the
+    process holds on it (POSIX). So a process opens each lock file once, shared by its runs at the same time
+    (`hfget serve` runs one per file it fetches), and closes it when the last of them closes."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
         self.fd = fd
 
     @classmethod
     def open(cls, path: Path) -> BlobLocks | None:
         if fcntl is None or os.environ.get("HFGET_LOCKS") == "0":
             return None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return cls(os.open(path, os.O_RDWR | os.O_CREAT, 0o664))
-        except OSError:
-            return None  # e.g. a read-only cache: no locks, and nothing will be written without a claim
+        key = os.path.abspath(path)
+        with _LOCK_FILES_GUARD:
+            entry = _LOCK_FILES.get(key)
+            if entry is None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    entry = _LOCK_FILES[key] = [os.open(path, os.O_RDWR | os.O_CREAT, 0o664), 0]
+                except OSError:
+                    return None  # e.g. a read-only cache: no locks, and nothing will be written without a claim
+            entry[1] += 1
+            return cls(key, entry[0])
 
     @staticmethod
     def offset(key: str) -> int:
@@ -81,7 +96,15 @@ class BlobLocks:
             pass
 
     def close(self) -> None:
-        os.close(self.fd)
+        """This run is done with the locks: the file is closed once no other run of the process uses it."""
+        with _LOCK_FILES_GUARD:
+            entry = _LOCK_FILES.get(self.path)
+            if entry is None or entry[0] != self.fd or self.fd < 0:
+                return
+            self.fd, entry[1] = -1, entry[1] - 1
+            if entry[1] == 0:
+                del _LOCK_FILES[self.path]
+                os.close(entry[0])
 
 
 class Claim(enum.Enum):
