@@ -61,7 +61,7 @@ class BlobLocks:
     def open(cls, path: Path) -> BlobLocks | None:
         if fcntl is None or os.environ.get("HFGET_LOCKS") == "0":
             return None
-        key = os.path.abspath(path)
+        key = os.path.realpath(path)  # one file reached by two paths (a symlinked cache) is still opened once
         with _LOCK_FILES_GUARD:
             entry = _LOCK_FILES.get(key)
             if entry is None:
@@ -80,6 +80,8 @@ class BlobLocks:
 
     def try_lock(self, key: str) -> bool:
         assert fcntl is not None
+        if self.fd < 0:
+            return False  # closed: the run is over (a worker past its end takes nothing)
         try:
             fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset(key), os.SEEK_SET)
         except (BlockingIOError, PermissionError):

@@ -121,17 +121,19 @@ class Transfers:
                                        self.sink)
         lock_path = self.destination.lock_path
         self.locks = BlobLocks.open(lock_path) if lock_path is not None else None
-        self.scheduler.add(tasks)
-        threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-worker-{i}")
-                   for i in range(workers)]
-        if workers > 1:
-            _memory.limit_arenas()  # before the threads' first allocations (only in the CLI's process)
-        for thread in threads:
-            thread.start()
-        try:
+        started: list[threading.Thread] = []
+        try:  # from the locks' opening on, whatever happens ends in _stop (which closes them)
+            self.scheduler.add(tasks)
+            threads = [threading.Thread(target=self._worker, daemon=True, name=f"hfget-worker-{i}")
+                       for i in range(workers)]
+            if workers > 1:
+                _memory.limit_arenas()  # before the threads' first allocations (only in the CLI's process)
+            for thread in threads:
+                thread.start()
+                started.append(thread)
             return self._collect(len(tasks))
         finally:
-            self._stop(threads)
+            self._stop(started)
 
     def _workers(self, tasks: list[Task]) -> int:
         """As many threads as can have work at once: the files in flight (`jobs`, the largest first), each with
