@@ -239,8 +239,8 @@ class Download:
         )
         self.sink.handle(report)
         if not dry_run and len(missing) < len(selected):
-            in_place, fetched = [f for f in selected if f.path not in missing_paths], set(partials.values())
-            self._later.add(lambda: _drop_leftovers(store, in_place, fetched))
+            in_place = [f for f in selected if f.path not in missing_paths]
+            self._later.add(lambda: _drop_leftovers(store, in_place))
         to_fetch.sort(key=lambda f: f.size, reverse=True)  # the largest first: they set the length of the run
         return Plan(commit, selected, to_fetch, followers, report)
 
@@ -357,14 +357,14 @@ def _leaders(missing: list[RemoteFile], partials: dict[str, Path],
     return to_fetch, followers
 
 
-def _drop_leftovers(store: Store, in_place: list[RemoteFile], fetched: set[Path]) -> None:
-    """Remove the partials left for files that are in place (_ownership.drop_leftovers). A partial this run fetches
-    into (the same content at another path) is not a leftover."""
+def _drop_leftovers(store: Store, in_place: list[RemoteFile]) -> None:
+    """Remove the partials left for files that are in place (_ownership.drop_leftovers). None of them is one this
+    run fetches into: a file of the same content is linked from the blob that is there (`adopt`), not fetched,
+    and a partial a worker has claimed bears a live run's name."""
     from ._ownership import drop_leftovers
 
     for parked in store.finished_partials(in_place):
-        if parked not in fetched:
-            drop_leftovers(parked)
+        drop_leftovers(parked)
 
 
 def _partials(to_fetch: list[RemoteFile], partials: dict[str, Path]) -> dict[str, int]:
