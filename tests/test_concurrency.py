@@ -119,7 +119,7 @@ def test_workers_that_find_the_partials_listing_expired_together_scan_the_folder
     monkeypatch.setattr(_ownership.os, "scandir", scandir)
     monkeypatch.setitem(_ownership._LISTINGS, os.fspath(tmp_path), (float("-inf"), {}))  # expired
     found: list[dict[str, list[str]]] = []
-    workers = [threading.Thread(target=lambda: found.append(_ownership._partials_by_base(tmp_path)))
+    workers = [threading.Thread(target=lambda: found.append(_ownership.partial_bases(tmp_path)))
                for _ in range(8)]
     for worker in workers:
         worker.start()

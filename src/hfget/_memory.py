@@ -14,7 +14,8 @@ limits the arenas made after it: the few threads started before (the lookups of 
 their own already, and glibc ignores the setting once it has fixed its limit (past eight arenas), which a long
 `hfget serve` may have done; then the arenas stay as glibc made them.
 
-The garbage collector (`lighter_collection`, around each command the CLI runs but `serve`). A download of 2,000
+The garbage collector (`lighter_collection`, around each command the CLI runs; `serve` goes back to
+`usual_collection`). A download of 2,000
 small files allocates hundreds of thousands of short-lived containers (requests, responses, headers). At Python's
 default the youngest generation is collected every 700 of them, and the older collections walk the ~40,000 objects
 of the modules imported at start-up: in `many`, 150 young, 14 middle and one full collection, 60-80 ms of one
@@ -32,6 +33,7 @@ file and its read until collected.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -42,6 +44,7 @@ from ._process import owned
 M_ARENA_MAX = -8  # glibc's malloc.h
 ARENAS = 2
 YOUNGEST = 10_000  # container objects allocated (net) between two collections of the youngest generation (Python: 700)
+USUAL = gc.get_threshold()  # the interpreter's own, as found when this module is imported
 
 _done = False
 _lock = threading.Lock()
@@ -72,11 +75,15 @@ def is_glibc() -> bool:
         return False
 
 
+def usual_collection() -> None:
+    """Python's own collection from now on, for a process that runs for days (`hfget serve`): there a cancelled
+    stream's cycle would hold its file and its read until the lighter collection came round to it."""
+    gc.set_threshold(*USUAL)
+
+
 @contextmanager
 def lighter_collection() -> Iterator[None]:
     """The garbage collector of a process hfget owns, while the body runs and as it ends (see the module docstring)."""
-    import gc
-
     if owned():
         gc.freeze()
         gc.set_threshold(YOUNGEST, 10, 10)

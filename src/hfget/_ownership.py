@@ -100,9 +100,9 @@ class BlobLocks:
     def close(self) -> None:
         """This run is done with the locks: the file is closed once no other run of the process uses it."""
         with _LOCK_FILES_GUARD:
-            entry = _LOCK_FILES.get(self.path)
-            if entry is None or entry[0] != self.fd or self.fd < 0:
-                return
+            if self.fd < 0:
+                return  # closed already
+            entry = _LOCK_FILES[self.path]
             self.fd, entry[1] = -1, entry[1] - 1
             if entry[1] == 0:
                 del _LOCK_FILES[self.path]
@@ -151,10 +151,11 @@ _LISTINGS: dict[str, tuple[float, dict[str, list[str]]]] = {}  # by folder, as a
 _RESCAN = threading.Lock()
 
 
-def _partials_by_base(folder: Path | str) -> dict[str, list[str]]:
-    """Partials in `folder` (parked or owned), by base name: one scan per folder for a few seconds, not one per
-    file (a repo of thousands of files would otherwise scan its blobs folder thousands of times), and one when it
-    expires, not one per worker that finds it expired at the same moment (about 24 of a 2,000-entry folder)."""
+def partial_bases(folder: Path | str) -> dict[str, list[str]]:
+    """Partials in `folder` (parked or owned), by base name (the parked name less `.hfget.incomplete`): one scan
+    per folder for a few seconds, not one per file (a repo of thousands of files would otherwise scan its blobs
+    folder thousands of times), and one when it expires, not one per worker that finds it expired at the same
+    moment (about 24 of a 2,000-entry folder)."""
     folder = os.fspath(folder)
     cached = _LISTINGS.get(folder)
     if cached is not None and time.monotonic() - cached[0] < _LISTING_TTL:
@@ -187,7 +188,7 @@ def _scan(folder: str) -> dict[str, list[str]]:
 def _any_partial(parked: Path) -> bool:
     """Whether the folder's listing has a partial of this file, parked or owned (no system call while it holds)."""
     folder, _, name = os.fspath(parked).rpartition(os.sep)  # not parked.parent: a new Path, hashed, per file
-    return name.removesuffix(_SUFFIX) in _partials_by_base(folder)
+    return name.removesuffix(_SUFFIX) in partial_bases(folder)
 
 
 def forget_listing(folder: Path) -> None:
@@ -201,7 +202,7 @@ def orphans(parked: Path, *, by_age: bool = True) -> list[Path]:
     """Owned partials of this file whose owner is gone (dead pid on this host) or, `by_age`, silent for an hour."""
     found = []
     base = _base(parked)
-    for name in _partials_by_base(parked.parent).get(base, ()):
+    for name in partial_bases(parked.parent).get(base, ()):
         if name == parked.name:
             continue
         path = parked.parent / name
@@ -299,18 +300,12 @@ def _park(owned: Path, parked: Path) -> None:
     owned.unlink(missing_ok=True)
 
 
-def partial_bases(folder: str) -> dict[str, list[str]]:
-    """The partials in `folder` (parked or owned) by base name (the parked name less `.hfget.incomplete`): one
-    scan, kept a few seconds."""
-    return _partials_by_base(folder)
-
-
 def drop_leftovers(parked: Path) -> None:
     """Remove the partials of a file whose content is in place now (a run stopped, then another tool finished the
     file): the parked one and those of dead runs on this host, never one whose owner may live (an owned partial
     silent for an hour may be a stopped run's, still to be published). Each is taken by a rename first, as a
     claim takes it, so a run claiming it at the same moment gets it whole or not at all."""
-    names = _partials_by_base(parked.parent).get(_base(parked), ())
+    names = partial_bases(parked.parent).get(_base(parked), ())
     for candidate in ([parked] if parked.name in names else []) + orphans(parked, by_age=False):
         owned = owned_name(parked)
         try:

@@ -8,7 +8,6 @@ commands without their parameters: the text and the behaviour are the whole app'
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from typing import Any
 
 import typer
@@ -24,11 +23,9 @@ def run() -> None:
     from . import _mirrors_cmd  # noqa: F401  (registers `hfget mirrors`: a module of its own)
 
     interrupt_on_sigterm()
-    argv = sys.argv[1:]
-    # _memory.py; not for `hfget serve`, which runs for days: a cancelled stream's cycle holds its file and read
-    with nullcontext() if argv[:1] == ["serve"] else lighter_collection():
+    with lighter_collection():  # _memory.py (`hfget serve` returns to Python's own collection: it runs for days)
         try:
-            _app_for(argv)()
+            _app_for(sys.argv[1:])()
         except KeyboardInterrupt:
             print("hfget: Interrupted.", file=sys.stderr)
             sys.exit(ExitCode.INTERRUPTED)

@@ -36,8 +36,10 @@ def serve(
 ) -> None:
     """Serve the HF cache, read-only, as a Hub endpoint (HF_ENDPOINT=http://HOST:PORT); misses are fetched from
     upstream once, verified, and streamed as they arrive. Needs `pip install 'hfget[serve]'`."""
+    from .._memory import usual_collection
     from ._render import QuietSink
 
+    usual_collection()  # it runs for days (see _memory.py)
     with _errors_to_exit_codes(debug, QuietSink()):
         _serve(host, port, mirror, endpoint, cache_dir, offline, token_file)
 
